@@ -1,0 +1,8 @@
+// attn/attn.hpp — the umbrella header: everything the library offers.
+#pragma once
+
+#include "attn/errors.hpp"
+#include "attn/generator.hpp"
+#include "attn/module.hpp"
+#include "attn/sdpa.hpp"
+#include "attn/tensor.hpp"

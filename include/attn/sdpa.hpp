@@ -1,0 +1,102 @@
+// attn/sdpa.hpp — scaled dot-product attention, forward and backward.
+//
+// The heart of every mechanism in this library (notes 001 and 003):
+//
+//   scores  S = scale · Q·Kᵀ                  [batch, heads, Lq, Lk]
+//   weights P = softmax(S + bias, dim=-1)     rows sum to 1 (masked keys get 0)
+//   output  O = P·V                           [batch, heads, Lq, Dv]
+//
+// Shapes, PyTorch's SDPA layout (any strides, so a [batch, seq, heads, dim]
+// tensor viewed with .transpose(1, 2) works without a copy):
+//   query [B, Hq, Lq, Dk]   key [B, Hkv, Lk, Dk]   value [B, Hkv, Lk, Dv]
+//   Hq must be a multiple of Hkv (GQA/MQA; PyTorch's enable_gqa).
+//
+// The order in which a score is built (the same on every path):
+//   s = scale · q·k                         scale defaults to 1/√Dk
+//   s = softcap · tanh(s / softcap)         if softcap > 0 (Gemma 2, Grok)
+//   s = s − slope[h] · |i + diag − j|       if alibi_slopes given (ALiBi)
+//   s = s + attn_mask[b, h, i, j]           if a float mask is given
+//   s = −∞ where bool mask is False, where causal hides j, or outside the window
+//   p = exp(s − lse),  lse = log(Σ_j exp(s_j) [+ exp(sink[h])])
+// `diag` is 0 for top-left alignment (PyTorch's is_causal) and Lk − Lq for
+// bottom-right (FlashAttention's, what KV-cache decoding needs).
+//
+// Edge cases, decided once for every path: a row that sees no key gives
+// output 0, lse −∞ and zero gradient; NaN/Inf in a masked-out key or value
+// never reaches the output; empty Lq or Lk gives empty/zero outputs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+/// Where the causal diagonal sits when Lq != Lk.
+enum class CausalAlignment {
+  TopLeft,      ///< query i sees keys j <= i (PyTorch is_causal)
+  BottomRight,  ///< query i sees keys j <= i + Lk - Lq (FlashAttention, KV-cache decode)
+};
+
+template <class T>
+struct SdpaOptions {
+  /// Bool mask, True = attend (PyTorch SDPA). Broadcastable to [B, Hq, Lq, Lk].
+  Tensor<bool> bool_mask;
+  /// Float mask added to the scores (−inf hides a key). Broadcastable to [B, Hq, Lq, Lk].
+  Tensor<T> float_mask;
+  bool is_causal = false;  ///< mutually exclusive with a mask, as in PyTorch
+  CausalAlignment causal_alignment = CausalAlignment::TopLeft;
+  /// Sliding window: query i sees keys j with −window_left <= j − (i + diag) <= window_right.
+  /// −1 means unbounded on that side (FlashAttention's window_size convention).
+  int64_t window_left = -1;
+  int64_t window_right = -1;
+  std::optional<double> scale;  ///< default 1/√Dk
+  double dropout_p = 0.0;       ///< in [0, 1); applied to the weights (training)
+  uint64_t dropout_seed = 0;    ///< counter-based: mask depends on (seed, b, h, i, j) only
+  bool enable_gqa = false;      ///< allow Hq != Hkv (PyTorch's flag)
+  Tensor<T> alibi_slopes;       ///< [Hq] or [B, Hq]; bias −slope·|i + diag − j|
+  double softcap = 0.0;         ///< > 0 enables softcap·tanh(s/softcap)
+  Tensor<T> sinks;              ///< [Hq] attention-sink logits: in the softmax denominator, no value
+  bool return_weights = false;  ///< also return the [B, Hq, Lq, Lk] weights (after dropout)
+  bool return_lse = true;       ///< return the [B, Hq, Lq] log-sum-exp (needed by backward)
+};
+
+template <class T>
+struct SdpaResult {
+  Tensor<T> output;   ///< [B, Hq, Lq, Dv]
+  Tensor<T> lse;      ///< [B, Hq, Lq], natural log; −inf for rows that see no key
+  Tensor<T> weights;  ///< [B, Hq, Lq, Lk] if return_weights, else undefined
+};
+
+template <class T>
+struct SdpaGradients {
+  Tensor<T> d_query;       ///< shape of query
+  Tensor<T> d_key;         ///< shape of key (summed over the query heads that share it)
+  Tensor<T> d_value;       ///< shape of value
+  Tensor<T> d_float_mask;  ///< shape of the float mask (summed over broadcast dims), if asked
+  Tensor<T> d_sinks;       ///< [Hq], if sinks were given
+};
+
+/// Forward. Validates every argument and throws ShapeError / ValueError with
+/// the argument's name, the shape seen and the shape expected.
+template <class T>
+SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key,
+                                           const Tensor<T>& value, const SdpaOptions<T>& options = {});
+
+/// Backward: the gradients of a scalar loss given dL/d(output) = grad_output.
+/// Needs the forward's output and lse (the weights are recomputed from lse,
+/// as FlashAttention-2 does); the same options, so dropout regenerates its mask.
+template <class T>
+SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
+                                                       const Tensor<T>& key, const Tensor<T>& value,
+                                                       const Tensor<T>& output, const Tensor<T>& lse,
+                                                       const SdpaOptions<T>& options = {},
+                                                       bool need_float_mask_grad = false);
+
+/// The keep/drop decision of dropout for weight (b, h, i, j): a counter-based
+/// hash of (seed, b, h, i, j), so it does not depend on threads or tiling.
+/// Returns true when the weight is kept (probability 1 − p).
+bool dropout_keep(uint64_t seed, int64_t b, int64_t h, int64_t i, int64_t j, double p);
+
+}  // namespace attn
