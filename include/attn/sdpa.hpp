@@ -24,6 +24,33 @@
 // Edge cases, decided once for every path: a row that sees no key gives
 // output 0, lse −∞ and zero gradient; NaN/Inf in a masked-out key or value
 // never reaches the output; empty Lq or Lk gives empty/zero outputs.
+//
+// Where this differs from, or goes beyond, torch's SDPA (on purpose):
+//   * A row that sees no key (an all-False bool-mask row, an all −∞ float-mask
+//     row, a causal/window band that misses every key) gives output 0 and lse
+//     −∞; torch gives NaN there.
+//   * A float-mask entry of −∞ hides its key exactly like False in a bool
+//     mask: that score is never computed and that value never read, so NaN/Inf
+//     in a hidden key or value cannot reach the output. A key that dropout
+//     dropped is skipped the same way (its value is not multiplied by 0).
+//   * With sinks, lse = log(Σ_j e^{s_j} + e^{sink[h]}) includes the sink, so it
+//     is finite even for a row that sees no key (whose output is still 0).
+//   * Dropout: weight[b,h,i,j] = p_ij · keep / (1 − dropout_p) with keep =
+//     dropout_keep(dropout_seed, b, h, i, j, dropout_p), h the query head.
+//   * GQA: query head h reads key/value head h / (Hq / Hkv), as torch's
+//     repeat_interleave does; d_key/d_value sum over those query heads.
+//   * `diag` follows causal_alignment for the window and ALiBi too, causal or not.
+//   * Dk = 0: the default scale is 1 (every score is 0 anyway), not 1/√0.
+// Errors, each naming the argument and the shapes or value seen:
+//   ShapeError  query/key/value not rank 4; key/value batch, Dk, heads or Lk
+//               not matching; Hq not a multiple of Hkv; a mask that does not
+//               broadcast to [B, Hq, Lq, Lk]; alibi_slopes not [Hq] or [B, Hq];
+//               sinks not [Hq]; in backward, grad_output or output not
+//               [B, Hq, Lq, Dv], lse not [B, Hq, Lq].
+//   ValueError  Hq != Hkv without enable_gqa; is_causal with a mask; both a
+//               bool and a float mask; dropout_p not in [0, 1); scale not
+//               finite or <= 0; softcap < 0 or not finite; window_left or
+//               window_right < −1.
 #pragma once
 
 #include <cstdint>

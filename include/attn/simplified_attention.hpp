@@ -10,6 +10,12 @@
 //   divide-by-sum   α_j = s_j / Σ s            not always in [0, 1]; breaks on signs
 //   naive softmax   α_j = e^{s_j} / Σ e^{s}    overflows to inf/NaN for large scores
 //   softmax         α_j = e^{s_j − max} / Σ e^{s − max}   what torch.softmax does
+// The first two are kept naive on purpose (the notes show how they break);
+// the softmax gives a row of all −∞ weights 0 (torch.softmax gives NaN), the
+// library-wide rule for a row that sees nothing.
+//
+// Errors: inputs/weights must be rank 2 and agree in size (ShapeError naming
+// the argument and its shape).
 #pragma once
 
 #include "attn/tensor.hpp"
@@ -35,6 +41,8 @@ struct SimplifiedAttentionResult {
   Tensor<T> scores;   ///< [seq, seq]
   Tensor<T> weights;  ///< [seq, seq]
   Tensor<T> context;  ///< [seq, d]
+  /// How `weights` were made; the backward differentiates that normalisation.
+  Normalization how = Normalization::Softmax;
 };
 
 /// All three steps at once.
@@ -42,9 +50,11 @@ template <class T>
 SimplifiedAttentionResult<T> simplified_self_attention(const Tensor<T>& inputs,
                                                        Normalization how = Normalization::Softmax);
 
-/// Backward of the softmax form: given dL/dZ [seq, d], returns dL/dX [seq, d].
+/// Backward: given dL/dZ [seq, d], returns dL/dX [seq, d].
 /// X enters twice (in the scores, on both sides, and as the values), so
 /// dX = dA-path through S = X·Xᵀ (both factors) + Aᵀ·dZ.
+/// Differentiates `forward.how`: both softmax forms share one derivative
+/// (dS = A∘(dA − rowsum(dA∘A))); divide-by-sum has dS = (dA − rowsum(dA∘A)) / Σ s.
 template <class T>
 Tensor<T> simplified_self_attention_backward(const Tensor<T>& grad_context, const Tensor<T>& inputs,
                                              const SimplifiedAttentionResult<T>& forward);

@@ -1,0 +1,272 @@
+// The reference path of scaled dot-product attention: plain loops, one step
+// per function, computing in T throughout (float accumulates in float, as
+// PyTorch's float32 kernels do). It is the specification the fast path is
+// checked against, so it favours being obviously right over being fast.
+//
+// Buffers (the caller's may have any strides; ours are contiguous):
+//   query   [B, Hq, Lq, Dk]     key   [B, Hkv, Lk, Dk]     value [B, Hkv, Lk, Dv]
+//   masks   broadcast views of [B, Hq, Lq, Lk] (stride 0 on broadcast dims)
+//   output  [B, Hq, Lq, Dv]     lse   [B, Hq, Lq]          weights [B, Hq, Lq, Lk]
+// One row at a time, for query (b, h, i) and its key/value head g = h / (Hq / Hkv):
+//   visible[j]  not hidden by a mask, causality or the window      [Lk]
+//   qk[j]       scale·q·k, softcapped                               [Lk]
+//   s[j]        qk[j] + ALiBi bias + float mask                     [Lk]
+//   p[j]        softmax of the visible s (and the sink), lse        [Lk]
+//   w[j]        p[j] after dropout                                  [Lk]
+//   out[i]      Σ_j w[j]·v[j]                                       [Dv]
+// What backward needs: output and lse only. It recomputes s and
+// p = exp(s − lse) row by row (FlashAttention-2), never storing [Lq, Lk].
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attn/sdpa.hpp"
+
+namespace attn {
+namespace {
+
+// ---- the problem, validated once ------------------------------------------------
+
+template <class T>
+struct Problem {
+  int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lk = 0, Dk = 0, Dv = 0;
+  int64_t group = 1;  // query heads per key/value head
+  int64_t diag = 0;   // query i's causal diagonal sits at key i + diag
+  T scale = 1;
+  T dropout_scale = 1;  // 1 / (1 − dropout_p)
+  const SdpaOptions<T>* options = nullptr;
+  Tensor<bool> bool_mask;  // [B, Hq, Lq, Lk] view, or undefined
+  Tensor<T> float_mask;    // [B, Hq, Lq, Lk] view, or undefined
+
+  int64_t kv_head(int64_t h) const { return h / group; }
+};
+
+std::string prefix(const char* fn) { return std::string(fn) + ": "; }
+
+template <class X>
+void require_rank4(const char* fn, const char* arg, const Tensor<X>& t, const char* expected) {
+  if (!t.defined() || t.dim() != 4)
+    throw ShapeError(prefix(fn) + arg + " has shape " + (t.defined() ? shape_str(t.shape()) : "(undefined)") +
+                     ", expected rank 4 " + expected);
+}
+
+template <class T>
+Problem<T> check_arguments(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                           const SdpaOptions<T>& o) {
+  require_rank4(fn, "query", query, "[B, Hq, Lq, Dk]");
+  require_rank4(fn, "key", key, "[B, Hkv, Lk, Dk]");
+  require_rank4(fn, "value", value, "[B, Hkv, Lk, Dv]");
+  Problem<T> pb;
+  pb.options = &o;
+  pb.B = query.size(0), pb.Hq = query.size(1), pb.Lq = query.size(2), pb.Dk = query.size(3);
+  pb.Hkv = key.size(1), pb.Lk = key.size(2), pb.Dv = value.size(3);
+  const std::string qs = " to match query " + shape_str(query.shape());
+  if (key.size(0) != pb.B || key.size(3) != pb.Dk)
+    throw ShapeError(prefix(fn) + "key has shape " + shape_str(key.shape()) + ", expected [" +
+                     std::to_string(pb.B) + ", Hkv, Lk, " + std::to_string(pb.Dk) + "]" + qs +
+                     " in batch (dim 0) and Dk (dim 3)");
+  if (value.size(0) != pb.B || value.size(1) != pb.Hkv || value.size(2) != pb.Lk)
+    throw ShapeError(prefix(fn) + "value has shape " + shape_str(value.shape()) + ", expected [" +
+                     std::to_string(pb.B) + ", " + std::to_string(pb.Hkv) + ", " + std::to_string(pb.Lk) +
+                     ", Dv] to match key " + shape_str(key.shape()) + " in batch, heads and Lk");
+  if ((pb.Hkv == 0 && pb.Hq != 0) || (pb.Hkv != 0 && pb.Hq % pb.Hkv != 0))
+    throw ShapeError(prefix(fn) + "query has " + std::to_string(pb.Hq) + " heads and key " +
+                     std::to_string(pb.Hkv) + "; the query heads must be a multiple of the key/value heads");
+  if (pb.Hq != pb.Hkv && !o.enable_gqa)
+    throw ValueError(prefix(fn) + "query has " + std::to_string(pb.Hq) + " heads but key has " +
+                     std::to_string(pb.Hkv) + "; set enable_gqa = true for grouped-query attention");
+  pb.group = pb.Hkv > 0 ? pb.Hq / pb.Hkv : 1;
+
+  // Options that are numbers.
+  if (!(o.dropout_p >= 0.0 && o.dropout_p < 1.0))
+    throw ValueError(prefix(fn) + "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)");
+  if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0.0))
+    throw ValueError(prefix(fn) + "scale is " + std::to_string(*o.scale) + ", expected a finite value > 0");
+  if (!(std::isfinite(o.softcap) && o.softcap >= 0.0))
+    throw ValueError(prefix(fn) + "softcap is " + std::to_string(o.softcap) +
+                     ", expected 0 (off) or a finite value > 0");
+  if (o.window_left < -1 || o.window_right < -1)
+    throw ValueError(prefix(fn) + "window_left is " + std::to_string(o.window_left) + " and window_right " +
+                     std::to_string(o.window_right) + ", expected each >= 0 or -1 (unbounded)");
+
+  // Masks: at most one, never with is_causal (PyTorch's rule), broadcastable.
+  if (o.bool_mask.defined() && o.float_mask.defined())
+    throw ValueError(prefix(fn) + "both bool_mask and float_mask are given; pass one attn_mask");
+  if (o.is_causal && (o.bool_mask.defined() || o.float_mask.defined()))
+    throw ValueError(prefix(fn) + "is_causal is true and an attn_mask (" +
+                     (o.bool_mask.defined() ? "bool_mask" : "float_mask") +
+                     ") is given; pass one or the other, as in PyTorch");
+  const Shape scores_shape{pb.B, pb.Hq, pb.Lq, pb.Lk};
+  if (o.bool_mask.defined()) pb.bool_mask = o.bool_mask.expand(scores_shape, (prefix(fn) + "bool_mask").c_str());
+  if (o.float_mask.defined())
+    pb.float_mask = o.float_mask.expand(scores_shape, (prefix(fn) + "float_mask").c_str());
+
+  // Per-head tensors.
+  if (o.alibi_slopes.defined()) {
+    const Shape& s = o.alibi_slopes.shape();
+    if (s != Shape{pb.Hq} && s != Shape{pb.B, pb.Hq})
+      throw ShapeError(prefix(fn) + "alibi_slopes has shape " + shape_str(s) + ", expected [" +
+                       std::to_string(pb.Hq) + "] or [" + std::to_string(pb.B) + ", " + std::to_string(pb.Hq) +
+                       "] (one slope per query head)");
+  }
+  if (o.sinks.defined() && o.sinks.shape() != Shape{pb.Hq})
+    throw ShapeError(prefix(fn) + "sinks has shape " + shape_str(o.sinks.shape()) + ", expected [" +
+                     std::to_string(pb.Hq) + "] (one logit per query head)");
+
+  pb.diag = o.causal_alignment == CausalAlignment::BottomRight ? pb.Lk - pb.Lq : 0;
+  const double scale = o.scale ? *o.scale : (pb.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(pb.Dk)) : 1.0);
+  pb.scale = static_cast<T>(scale);
+  pb.dropout_scale = static_cast<T>(1.0 / (1.0 - o.dropout_p));
+  return pb;
+}
+
+// ---- one row of scores ------------------------------------------------------------
+
+// Scratch for one query row (b, h, i); every vector has Lk entries.
+template <class T>
+struct Row {
+  std::vector<char> visible;  // 1 where key j takes part in the softmax
+  std::vector<T> qk;          // scale·q·k after softcap (backward needs it for d tanh)
+  std::vector<T> s;           // the final score
+  std::vector<T> p;           // softmax weight (0 where not visible)
+  explicit Row(int64_t Lk) : visible(Lk), qk(Lk), s(Lk), p(Lk) {}
+};
+
+// Is key j hidden from query (b, h, i) by causality, the window or a mask?
+template <class T>
+bool key_visible(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const SdpaOptions<T>& o = *pb.options;
+  const int64_t offset = j - (i + pb.diag);  // > 0: key j is in query i's future
+  if (o.is_causal && offset > 0) return false;
+  if (o.window_left >= 0 && offset < -o.window_left) return false;
+  if (o.window_right >= 0 && offset > o.window_right) return false;
+  if (pb.bool_mask.defined() && !pb.bool_mask(b, h, i, j)) return false;
+  // A −∞ float mask hides the key for good: skipping it (rather than adding
+  // −∞ to a score) keeps NaN/Inf in that key or value out of the output.
+  if (pb.float_mask.defined() && pb.float_mask(b, h, i, j) == -std::numeric_limits<T>::infinity()) return false;
+  return true;
+}
+
+// scale·q·k, then softcap·tanh(·/softcap): the part of the score that depends on q and k.
+template <class T>
+T scaled_dot(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
+             int64_t j) {
+  const int64_t g = pb.kv_head(h);
+  T dot = 0;
+  for (int64_t d = 0; d < pb.Dk; ++d) dot += q(b, h, i, d) * k(b, g, j, d);
+  T s = pb.scale * dot;
+  if (pb.options->softcap > 0) {
+    const T cap = static_cast<T>(pb.options->softcap);
+    s = cap * std::tanh(s / cap);
+  }
+  return s;
+}
+
+// The additive bias of score (b, h, i, j): ALiBi, then the float mask.
+template <class T>
+T score_bias(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const SdpaOptions<T>& o = *pb.options;
+  T bias = 0;
+  if (o.alibi_slopes.defined()) {
+    const T slope = o.alibi_slopes.dim() == 1 ? o.alibi_slopes(h) : o.alibi_slopes(b, h);
+    const int64_t distance = std::abs(i + pb.diag - j);
+    bias -= slope * static_cast<T>(distance);
+  }
+  if (pb.float_mask.defined()) bias += pb.float_mask(b, h, i, j);
+  return bias;
+}
+
+// Steps 1 and 2: the scores of query (b, h, i) against every visible key.
+template <class T>
+void score_row(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
+               Row<T>& row) {
+  for (int64_t j = 0; j < pb.Lk; ++j) {
+    row.visible[j] = key_visible(pb, b, h, i, j);
+    if (!row.visible[j]) continue;  // never touch a hidden key
+    row.qk[j] = scaled_dot(pb, q, k, b, h, i, j);
+    row.s[j] = row.qk[j] + score_bias(pb, b, h, i, j);
+  }
+}
+
+// The sink logit of head h, if sinks are given: one more term in the softmax
+// denominator with no value behind it (gpt-oss), so a row may give less than
+// all its weight to the keys.
+template <class T>
+std::optional<T> sink_logit(const Problem<T>& pb, int64_t h) {
+  if (!pb.options->sinks.defined()) return std::nullopt;
+  return pb.options->sinks(h);
+}
+
+// Step 3: p = softmax over the visible scores (and the sink); returns
+// lse = log(Σ_j e^{s_j} [+ e^{sink}]), −∞ when nothing is visible.
+template <class T>
+T softmax_row(const Problem<T>& pb, std::optional<T> sink, Row<T>& row) {
+  constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+  T m = sink.value_or(neg_inf);
+  for (int64_t j = 0; j < pb.Lk; ++j)
+    if (row.visible[j]) m = std::max(m, row.s[j]);
+  std::fill(row.p.begin(), row.p.end(), T(0));
+  if (m == neg_inf) return neg_inf;  // sees no key: weights 0, output 0 (torch would give NaN)
+  // Subtracting the row max keeps every exponent <= 0 so exp cannot overflow.
+  T sum = sink ? std::exp(*sink - m) : T(0);
+  for (int64_t j = 0; j < pb.Lk; ++j)
+    if (row.visible[j]) sum += row.p[j] = std::exp(row.s[j] - m);
+  for (int64_t j = 0; j < pb.Lk; ++j) row.p[j] /= sum;
+  return m + std::log(sum);
+}
+
+// Step 4: the dropout factor of weight (b, h, i, j): 0 if dropped, else 1/(1 − p).
+template <class T>
+T dropout_factor(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const SdpaOptions<T>& o = *pb.options;
+  if (o.dropout_p <= 0.0) return 1;
+  return dropout_keep(o.dropout_seed, b, h, i, j, o.dropout_p) ? pb.dropout_scale : T(0);
+}
+
+}  // namespace
+
+// ---- forward ----------------------------------------------------------------------
+
+template <class T>
+SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                           const SdpaOptions<T>& options) {
+  const Problem<T> pb = check_arguments("scaled_dot_product_attention", query, key, value, options);
+  SdpaResult<T> r;
+  r.output = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Dv});
+  Tensor<T> lse({pb.B, pb.Hq, pb.Lq});
+  if (options.return_weights) r.weights = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Lk});
+
+  Row<T> row(pb.Lk);
+  std::vector<T> w(static_cast<size_t>(pb.Lk));
+  for (int64_t b = 0; b < pb.B; ++b)
+    for (int64_t h = 0; h < pb.Hq; ++h) {
+      const int64_t g = pb.kv_head(h);
+      for (int64_t i = 0; i < pb.Lq; ++i) {
+        score_row(pb, query, key, b, h, i, row);
+        lse(b, h, i) = softmax_row(pb, sink_logit(pb, h), row);
+        for (int64_t j = 0; j < pb.Lk; ++j) w[j] = row.visible[j] ? row.p[j] * dropout_factor(pb, b, h, i, j) : T(0);
+        // Step 5: out = Σ_j w_j v_j over the keys that are visible and kept;
+        // skipping the rest (not multiplying by 0) keeps their NaN/Inf out.
+        for (int64_t j = 0; j < pb.Lk; ++j) {
+          if (!row.visible[j] || w[j] == T(0)) continue;
+          for (int64_t d = 0; d < pb.Dv; ++d) r.output(b, h, i, d) += w[j] * value(b, g, j, d);
+        }
+        if (r.weights.defined())
+          for (int64_t j = 0; j < pb.Lk; ++j) r.weights(b, h, i, j) = w[j];
+      }
+    }
+  if (options.return_lse) r.lse = lse;
+  return r;
+}
+
+#define ATTN_INSTANTIATE(T)                                                                                   \
+  template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                                         const SdpaOptions<T>&);
+ATTN_INSTANTIATE(float)
+ATTN_INSTANTIATE(double)
+#undef ATTN_INSTANTIATE
+
+}  // namespace attn
