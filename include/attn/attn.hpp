@@ -3,6 +3,8 @@
 
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
+#include "attn/linear.hpp"
 #include "attn/module.hpp"
+#include "attn/optim.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/tensor.hpp"
