@@ -262,9 +262,127 @@ SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<
   return r;
 }
 
+// ---- backward ---------------------------------------------------------------------
+//
+// Per row (b, h, i), with p the softmax weights, z_j the dropout factor
+// (0 or 1/(1 − dropout_p)) and w_j = p_j z_j the weights the forward used:
+//   in the forward pass this was  out_i = Σ_j w_j v_j,  so
+//     dv_j += w_j · dout_i          dw_j = dout_i · v_j          dp_j = z_j · dw_j
+//   in the forward pass this was  p_j = e^{s_j} / (Σ_k e^{s_k} + e^{sink}),  so
+//     ds_j = p_j (dp_j − D_i)       d(sink) = −p_sink · D_i
+//   with D_i = Σ_k p_k dp_k = Σ_k w_k (dout_i · v_k) = dout_i · out_i: dropout
+//   hides inside out_i, so the FlashAttention-2 identity holds unchanged. A key
+//   dropout dropped has dp_j = 0 but still ds_j = −p_j D_i (it was in the
+//   softmax denominator).
+//   in the forward pass this was  s_j = qk_j + bias_j  (float mask in bias), so
+//     d(float_mask)_ij += ds_j
+//   in the forward pass this was  qk_j = c·tanh(r_j / c), r_j = scale · q_i·k_j, so
+//     dr_j = ds_j (1 − (qk_j / c)²)     (dr_j = ds_j without softcap)
+//     dq_i += scale · dr_j · k_j        dk_j += scale · dr_j · q_i
+// d_key and d_value are indexed by the key/value head g, so the query heads
+// of a GQA group sum into it by construction.
+
+namespace {
+
+template <class T>
+void check_backward_shapes(const char* fn, const Problem<T>& pb, const Tensor<T>& grad_output,
+                           const Tensor<T>& output, const Tensor<T>& lse) {
+  const Shape want_out{pb.B, pb.Hq, pb.Lq, pb.Dv}, want_lse{pb.B, pb.Hq, pb.Lq};
+  auto check = [&](const char* arg, const Tensor<T>& t, const Shape& want) {
+    if (!t.defined() || t.shape() != want)
+      throw ShapeError(prefix(fn) + arg + " has shape " + (t.defined() ? shape_str(t.shape()) : "(undefined)") +
+                       ", expected " + shape_str(want) + " [B, Hq, Lq" + (want.size() == 4 ? ", Dv]" : "]") +
+                       " from query and value");
+  };
+  check("grad_output", grad_output, want_out);
+  check("output", output, want_out);
+  check("lse", lse, want_lse);
+}
+
+// dout_i · out_i: the row's Σ_k p_k dp_k (see above).
+template <class T>
+T rowsum_grad_times_output(const Problem<T>& pb, const Tensor<T>& grad_output, const Tensor<T>& output, int64_t b,
+                           int64_t h, int64_t i) {
+  T D = 0;
+  for (int64_t d = 0; d < pb.Dv; ++d) D += grad_output(b, h, i, d) * output(b, h, i, d);
+  return D;
+}
+
+}  // namespace
+
+template <class T>
+SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
+                                                       const Tensor<T>& key, const Tensor<T>& value,
+                                                       const Tensor<T>& output, const Tensor<T>& lse,
+                                                       const SdpaOptions<T>& options, bool need_float_mask_grad) {
+  const char* fn = "scaled_dot_product_attention_backward";
+  const Problem<T> pb = check_arguments(fn, query, key, value, options);
+  check_backward_shapes(fn, pb, grad_output, output, lse);
+  if (need_float_mask_grad && !options.float_mask.defined())
+    throw ValueError(prefix(fn) + "need_float_mask_grad is true but options.float_mask is not given");
+
+  SdpaGradients<T> g;
+  g.d_query = Tensor<T>(query.shape());
+  g.d_key = Tensor<T>(key.shape());
+  g.d_value = Tensor<T>(value.shape());
+  // The mask gradient is summed over the dims the mask was broadcast along:
+  // accumulating through a stride-0 expanded view of it does exactly that.
+  Tensor<T> d_mask_view;
+  if (need_float_mask_grad) {
+    g.d_float_mask = Tensor<T>(options.float_mask.shape());
+    d_mask_view = g.d_float_mask.expand({pb.B, pb.Hq, pb.Lq, pb.Lk});
+  }
+  if (options.sinks.defined()) g.d_sinks = Tensor<T>({pb.Hq});
+  const T scale = pb.scale;
+  const T cap = static_cast<T>(options.softcap);
+
+  Row<T> row(pb.Lk);
+  for (int64_t b = 0; b < pb.B; ++b)
+    for (int64_t h = 0; h < pb.Hq; ++h) {
+      const int64_t kv = pb.kv_head(h);
+      const std::optional<T> sink = sink_logit(pb, h);
+      for (int64_t i = 0; i < pb.Lq; ++i) {
+        const T row_lse = lse(b, h, i);
+        if (row_lse == -std::numeric_limits<T>::infinity()) continue;  // saw no key, no sink: zero gradient
+        // Recompute the scores and p = exp(s − lse) instead of having stored them.
+        score_row(pb, query, key, b, h, i, row);
+        const T D = rowsum_grad_times_output(pb, grad_output, output, b, h, i);
+        if (sink) g.d_sinks(h) -= std::exp(*sink - row_lse) * D;
+        for (int64_t j = 0; j < pb.Lk; ++j) {
+          if (!row.visible[j]) continue;  // hidden keys get no gradient and are never read
+          const T p = std::exp(row.s[j] - row_lse);
+          const T z = dropout_factor(pb, b, h, i, j);
+          T dp = 0;
+          if (z != T(0)) {  // a dropped key's value is never read (it may hold NaN)
+            T dw = 0;
+            for (int64_t d = 0; d < pb.Dv; ++d) dw += grad_output(b, h, i, d) * value(b, kv, j, d);
+            dp = z * dw;
+            const T w = p * z;
+            for (int64_t d = 0; d < pb.Dv; ++d) g.d_value(b, kv, j, d) += w * grad_output(b, h, i, d);
+          }
+          const T ds = p * (dp - D);
+          if (need_float_mask_grad) d_mask_view(b, h, i, j) += ds;
+          T dr = ds;
+          if (options.softcap > 0) {
+            const T t = row.qk[j] / cap;  // tanh(r / c)
+            dr = ds * (T(1) - t * t);
+          }
+          for (int64_t d = 0; d < pb.Dk; ++d) {
+            g.d_query(b, h, i, d) += scale * dr * key(b, kv, j, d);
+            g.d_key(b, kv, j, d) += scale * dr * query(b, h, i, d);
+          }
+        }
+      }
+    }
+  return g;
+}
+
 #define ATTN_INSTANTIATE(T)                                                                                   \
   template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
-                                                         const SdpaOptions<T>&);
+                                                         const SdpaOptions<T>&);                               \
+  template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                         \
+      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+      const SdpaOptions<T>&, bool);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(double)
 #undef ATTN_INSTANTIATE
