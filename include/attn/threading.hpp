@@ -1,0 +1,20 @@
+// attn/threading.hpp — how many threads the fast CPU kernels use.
+//
+// The fast path (src/cpu/) splits its work over batch × heads × query blocks
+// and runs it on this many threads (OpenMP). The default follows
+// OMP_NUM_THREADS, like PyTorch's torch.get_num_threads(); set_num_threads
+// overrides it for the whole process, like torch.set_num_threads. Results do
+// not depend on the thread count: every output element is computed by one
+// thread in a fixed order, and no reduction crosses threads.
+#pragma once
+
+namespace attn {
+
+/// Use `n` threads in the fast kernels from now on; n <= 0 restores the
+/// default (OMP_NUM_THREADS, or the number of cores when it is unset).
+void set_num_threads(int n);
+
+/// The number of threads the fast kernels will use (always >= 1).
+int get_num_threads();
+
+}  // namespace attn

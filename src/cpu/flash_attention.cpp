@@ -1,0 +1,204 @@
+// The fast CPU forward of scaled dot-product attention: argument plumbing,
+// the reused workspace and the run-time choice of SIMD target. The kernels
+// themselves are in flash_attention-inl.h (one copy per target).
+//
+// Highway's foreach_target.h re-includes this file once per SIMD target with
+// HWY_TARGET set; the -inl.h kernels land in namespaces attn::cpu::N_AVX2,
+// N_SSE4, N_EMU128, ... and the code under HWY_ONCE (compiled once) picks one
+// per call with the dispatch tables HWY_EXPORT builds.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/flash_attention.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+
+#include "cpu/flash_attention-inl.h"
+
+#if HWY_ONCE
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
+#include <new>
+
+#include "attn/errors.hpp"
+#include "attn/threading.hpp"
+#include "cpu/flash_attention.hpp"
+#include "cpu/flash_attention_params.hpp"
+
+namespace attn::cpu {
+
+HWY_EXPORT(FlashForwardWorkspaceFloats);
+HWY_EXPORT(FlashForward);
+HWY_EXPORT(TargetName);
+
+namespace {
+
+// ---- workspace -------------------------------------------------------------------
+// One growing buffer per calling thread, kept for the life of the thread: on
+// this machine the first touch of a fresh page costs microseconds, so a
+// buffer that is freed and reallocated on every call would cost more than
+// the packing it holds. Sized by the largest call so far.
+class Workspace {
+ public:
+  float* floats(int64_t n) {
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+    if (bytes > capacity_) {
+      std::free(data_);
+      // A little headroom so a slightly larger call does not reallocate.
+      capacity_ = (bytes + bytes / 8 + 4095) / 4096 * 4096;
+      data_ = std::aligned_alloc(64, capacity_);
+      if (!data_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return static_cast<float*>(data_);
+  }
+  ~Workspace() { std::free(data_); }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+thread_local Workspace t_workspace;
+
+void copy_strides(const Shape& from, int64_t* to) {
+  for (size_t i = 0; i < from.size(); ++i) to[i] = from[i];
+}
+
+// ---- SIMD target choice ------------------------------------------------------------
+
+int64_t target_bit(const std::string& name) {
+  for (int64_t t : hwy::SupportedAndGeneratedTargets())
+    if (name == hwy::TargetName(t)) return t;
+  return 0;
+}
+
+// ATTN_SIMD_TARGET, read once, before the first choice of target.
+void apply_environment_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (const char* env = std::getenv("ATTN_SIMD_TARGET"); env && *env) force_simd_target(env);
+  });
+}
+
+// The dispatch-table index of the target this call uses: fixed once at the
+// top of the call, so every kernel of the call runs the same target.
+size_t chosen_index() {
+  apply_environment_once();
+  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
+  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
+  return chosen.GetIndex();
+}
+
+}  // namespace
+
+std::vector<std::string> available_simd_targets() {
+  std::vector<std::string> names;
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) names.emplace_back(hwy::TargetName(t));
+  return names;
+}
+
+bool force_simd_target(const std::string& name) {
+  if (name.empty()) {
+    hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports
+    return true;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  const int64_t bit = target_bit(name);
+  if (bit == 0) return false;
+  hwy::SetSupportedTargetsForTest(bit);  // also re-chooses the target
+  return true;
+}
+
+std::string current_simd_target() { return HWY_DISPATCH_TABLE(TargetName)[chosen_index()](); }
+
+// ---- the internal API ---------------------------------------------------------------
+
+bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                    const SdpaOptions<float>& options) {
+  if (!query.defined() || !key.defined() || !value.defined()) return false;
+  if (query.dim() != 4 || key.dim() != 4 || value.dim() != 4) return false;
+  if (options.return_weights) return false;  // the [Lq, Lk] weights: reference path
+  // Key and row indices, and ALiBi distances, are int32 inside the kernels.
+  constexpr int64_t kMaxLength = int64_t{1} << 30;
+  return query.size(2) < kMaxLength && key.size(2) < kMaxLength;
+}
+
+void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse) {
+  const char* fn = "flash_attention_forward";
+  if (!flash_supports(query, key, value, o))
+    throw ValueError(std::string(fn) + ": arguments not supported by the fast path (see flash_supports)");
+  FlashForwardParams p;
+  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
+  p.Hkv = key.size(1), p.Lk = key.size(2), p.Dv = value.size(3);
+  if (key.size(0) != p.B || key.size(3) != p.Dk || value.size(0) != p.B || value.size(1) != p.Hkv ||
+      value.size(2) != p.Lk || (p.Hkv == 0 ? p.Hq != 0 : p.Hq % p.Hkv != 0))
+    throw ShapeError(std::string(fn) + ": query " + shape_str(query.shape()) + ", key " + shape_str(key.shape()) +
+                     " and value " + shape_str(value.shape()) +
+                     " do not fit [B, Hq, Lq, Dk], [B, Hkv, Lk, Dk], [B, Hkv, Lk, Dv] with Hq a multiple of Hkv");
+  p.group = p.Hkv > 0 ? p.Hq / p.Hkv : 1;
+
+  const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
+  if (!out.defined()) out = Tensor<float>(out_shape);
+  if (!lse.defined()) lse = Tensor<float>(lse_shape);
+  if (out.shape() != out_shape || lse.shape() != lse_shape)
+    throw ShapeError(std::string(fn) + ": out has shape " + shape_str(out.shape()) + " and lse " +
+                     shape_str(lse.shape()) + ", expected " + shape_str(out_shape) + " and " + shape_str(lse_shape));
+
+  p.q = query.data(), p.k = key.data(), p.v = value.data(), p.out = out.data(), p.lse = lse.data();
+  copy_strides(query.strides(), p.q_stride);
+  copy_strides(key.strides(), p.k_stride);
+  copy_strides(value.strides(), p.v_stride);
+  copy_strides(out.strides(), p.out_stride);
+  copy_strides(lse.strides(), p.lse_stride);
+
+  // The score's ingredients, converted exactly as the reference converts them.
+  const double scale = o.scale ? *o.scale : (p.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(p.Dk)) : 1.0);
+  p.scale = static_cast<float>(scale);
+  p.softcap = static_cast<float>(o.softcap);
+  // Broadcast views keep the caller's storage alive until the kernels are done.
+  const Shape scores_shape{p.B, p.Hq, p.Lq, p.Lk};
+  Tensor<float> alibi, float_mask;
+  Tensor<bool> bool_mask;
+  if (o.alibi_slopes.defined()) {
+    alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
+    p.alibi = alibi.data();
+    copy_strides(alibi.strides(), p.alibi_stride);
+  }
+  if (o.float_mask.defined()) {
+    float_mask = o.float_mask.expand(scores_shape, "float_mask");
+    p.float_mask = float_mask.data();
+    copy_strides(float_mask.strides(), p.float_mask_stride);
+  }
+  if (o.bool_mask.defined()) {
+    bool_mask = o.bool_mask.expand(scores_shape, "bool_mask");
+    p.bool_mask = bool_mask.data();
+    copy_strides(bool_mask.strides(), p.bool_mask_stride);
+  }
+  if (o.sinks.defined()) {
+    p.sinks = o.sinks.data();
+    p.sinks_stride = o.sinks.stride(0);
+  }
+  p.causal = o.is_causal;
+  p.diag = o.causal_alignment == CausalAlignment::BottomRight ? p.Lk - p.Lq : 0;
+  p.window_left = o.window_left;
+  p.window_right = o.window_right;
+  p.dropout_p = o.dropout_p;
+  p.dropout_seed = o.dropout_seed;
+  p.dropout_scale = static_cast<float>(1.0 / (1.0 - o.dropout_p));
+  p.threads = get_num_threads();
+
+  if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
+  const size_t target = chosen_index();
+  p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p));
+  HWY_DISPATCH_TABLE(FlashForward)[target](p);
+}
+
+}  // namespace attn::cpu
+
+#endif  // HWY_ONCE

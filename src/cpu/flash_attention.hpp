@@ -1,0 +1,54 @@
+// cpu/flash_attention.hpp — the fast CPU path of scaled dot-product attention
+// (internal; the public entry point is attn::scaled_dot_product_attention).
+//
+// FlashAttention-2 on a CPU: a block of query rows is kept in L1/L2 while the
+// keys and values stream past in blocks; an online softmax (running row max m
+// and sum l) means the [Lq, Lk] weights are never stored, so memory is O(N).
+// Its reference twin is src/reference/sdpa.cpp (scaled_dot_product_attention),
+// which it must agree with on every option; tests/cpu/flash_forward_test.cpp
+// checks that.
+//
+// Buffers, for query (b, h) with key/value head g = h / (Hq / Hkv):
+//   query  [B, Hq, Lq, Dk]   key [B, Hkv, Lk, Dk]   value [B, Hkv, Lk, Dv]
+//          (any strides: [B, L, H, D].transpose(1, 2) views need no copy)
+//   out    [B, Hq, Lq, Dv]   lse [B, Hq, Lq]  (natural log; what backward needs)
+//   masks, ALiBi slopes, sinks: as in attn/sdpa.hpp (broadcast views).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attn/sdpa.hpp"
+
+namespace attn::cpu {
+
+/// True when flash_attention_forward computes this call (float inputs of rank
+/// 4 whose sizes fit its int32 index arithmetic, no returned weights — those
+/// need the [Lq, Lk] matrix the fast path exists to avoid). Arguments must
+/// already be valid (the public function checks them).
+bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                    const SdpaOptions<float>& options);
+
+/// Forward pass. `out` ([B, Hq, Lq, Dv], any strides) and `lse` ([B, Hq, Lq])
+/// are written if defined, else allocated. Threads: attn::get_num_threads().
+/// Throws ShapeError if the shapes do not fit together (the public function
+/// has usually said so already, with more detail).
+void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& options, Tensor<float>& out, Tensor<float>& lse);
+
+// ---- SIMD target control (tests and benchmarks) ----------------------------
+// The kernels are compiled once per SIMD target (Highway: AVX3, AVX2, SSE4,
+// SSSE3 and the portable EMU128 on x86) and the best one the CPU supports is
+// chosen once at the top of each call. The environment variable
+// ATTN_SIMD_TARGET=<name> (read on the first call) or force_simd_target()
+// restricts the choice, e.g. to "EMU128", the portable fallback.
+
+/// The targets compiled in and supported by this CPU, best first.
+std::vector<std::string> available_simd_targets();
+/// Use only `name` (one of available_simd_targets()); "" restores the default.
+/// Returns false (and changes nothing) for an unknown or unsupported name.
+bool force_simd_target(const std::string& name);
+/// The target the next call will use.
+std::string current_simd_target();
+
+}  // namespace attn::cpu

@@ -1,0 +1,39 @@
+// cpu/flash_attention_params.hpp — what the dispatcher (flash_attention.cpp)
+// hands to the per-target kernels (flash_attention-inl.h): raw pointers and
+// strides in elements, so the SIMD code instantiates no library templates.
+#pragma once
+
+#include <cstdint>
+
+namespace attn::cpu {
+
+struct FlashForwardParams {
+  int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lk = 0, Dk = 0, Dv = 0;
+  int64_t group = 1;  // query heads per key/value head
+
+  const float* q = nullptr;  int64_t q_stride[4] = {};
+  const float* k = nullptr;  int64_t k_stride[4] = {};
+  const float* v = nullptr;  int64_t v_stride[4] = {};
+  float* out = nullptr;      int64_t out_stride[4] = {};
+  float* lse = nullptr;      int64_t lse_stride[3] = {};
+
+  float scale = 1;
+  float softcap = 0;                  // 0 = off
+  const float* alibi = nullptr;       int64_t alibi_stride[2] = {};       // [B, Hq] view
+  const float* float_mask = nullptr;  int64_t float_mask_stride[4] = {};  // [B, Hq, Lq, Lk] view
+  const bool* bool_mask = nullptr;    int64_t bool_mask_stride[4] = {};   // [B, Hq, Lq, Lk] view
+  const float* sinks = nullptr;       int64_t sinks_stride = 0;           // [Hq]
+
+  bool causal = false;
+  int64_t diag = 0;  // query i's diagonal is key i + diag (0 top-left, Lk − Lq bottom-right)
+  int64_t window_left = -1, window_right = -1;
+
+  double dropout_p = 0;
+  uint64_t dropout_seed = 0;
+  float dropout_scale = 1;  // 1 / (1 − dropout_p), as the reference rounds it
+
+  int threads = 1;
+  float* workspace = nullptr;  // 64-byte aligned, WorkspaceFloats() floats
+};
+
+}  // namespace attn::cpu
