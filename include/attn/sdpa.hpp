@@ -50,7 +50,8 @@
 //   ValueError  Hq != Hkv without enable_gqa; is_causal with a mask; both a
 //               bool and a float mask; dropout_p not in [0, 1); scale not
 //               finite or <= 0; softcap < 0 or not finite; window_left or
-//               window_right < −1.
+//               window_right < −1; in backward, need_float_mask_grad without
+//               a float_mask.
 #pragma once
 
 #include <cstdint>
