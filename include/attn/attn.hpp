@@ -1,10 +1,13 @@
 // attn/attn.hpp — the umbrella header: everything the library offers.
 #pragma once
 
+#include "attn/causal_attention.hpp"
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
 #include "attn/linear.hpp"
 #include "attn/module.hpp"
+#include "attn/multihead_attention.hpp"
 #include "attn/optim.hpp"
 #include "attn/sdpa.hpp"
+#include "attn/self_attention.hpp"
 #include "attn/tensor.hpp"
