@@ -7,6 +7,7 @@
 #include "attn/linear.hpp"
 #include "attn/module.hpp"
 #include "attn/multihead_attention.hpp"
+#include "attn/nn_multihead_attention.hpp"
 #include "attn/optim.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/self_attention.hpp"
