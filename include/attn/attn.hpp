@@ -1,7 +1,9 @@
 // attn/attn.hpp — the umbrella header: everything the library offers.
 #pragma once
 
+#include "attn/additive_attention.hpp"
 #include "attn/causal_attention.hpp"
+#include "attn/cross_attention.hpp"
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
 #include "attn/linear.hpp"
