@@ -11,6 +11,7 @@
 #include "attn/multihead_attention.hpp"
 #include "attn/nn_multihead_attention.hpp"
 #include "attn/optim.hpp"
+#include "attn/safetensors.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/self_attention.hpp"
 #include "attn/tensor.hpp"
