@@ -1,0 +1,363 @@
+"""attn.scaled_dot_product_attention: torch's SDPA signature, attn's kernels.
+
+What happens on a call:
+
+1. The inputs' kind decides the outputs' kind: torch tensors in, torch tensors
+   out; numpy arrays (or anything ``numpy.asarray`` accepts) in, numpy out.
+2. Ranks other than 4 are viewed as rank 4 ([B, H, L, D], torch's layout):
+   [L, D] and [H, L, D] get leading 1s, [..., H, L, D] folds its batch dims
+   into one, and batch dims of size 1 broadcast as in torch (views, no copy).
+3. The C++ library reads the arrays in place (DLPack / buffer protocol, any
+   strides: a [B, L, H, D] tensor's ``.transpose(1, 2)`` is not copied) and
+   hands its output back without a copy. The GIL is released meanwhile.
+4. With torch tensors that require grad, the call goes through
+   ``_SdpaFunction`` (a torch.autograd.Function) whose backward is the
+   library's: gradients reach query, key, value, a float ``attn_mask`` and
+   ``sinks``.
+"""
+
+import numbers
+import sys
+
+import numpy as np
+
+from . import _core
+
+_NUMPY, _TORCH = 0, 1
+_ALIGNMENTS = {"top_left": False, "bottom_right": True}
+_FN = "scaled_dot_product_attention"
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                 scale=None, enable_gqa=False, *, causal_alignment="top_left",
+                                 window=None, alibi_slopes=None, softcap=0.0, sinks=None,
+                                 dropout_seed=None, return_lse=False, return_weights=False):
+    r"""Scaled dot-product attention, ``torch.nn.functional.scaled_dot_product_attention``'s
+    arguments and semantics, computed by attn's C++ library.
+
+    Shapes (torch's SDPA layout; any strides)::
+
+        query [..., Hq, Lq, Dk]   key [..., Hkv, Lk, Dk]   value [..., Hkv, Lk, Dv]
+        output [..., Hq, Lq, Dv]
+
+    ``Hq`` must equal ``Hkv`` unless ``enable_gqa`` (then a multiple of it).
+
+    Args (torch's):
+        attn_mask: bool (True = attend) or float (added to the scores; ``-inf``
+            hides a key), broadcastable to ``[..., Hq, Lq, Lk]``.
+        dropout_p: dropout on the attention weights (apply it only when
+            training, as with torch's function).
+        is_causal: query i sees keys j <= i (top-left; see ``causal_alignment``).
+            Not together with ``attn_mask``.
+        scale: default ``1/sqrt(Dk)``; must be finite and > 0.
+        enable_gqa: allow ``Hq`` a multiple of ``Hkv`` (grouped-query attention).
+
+    Keyword-only extras:
+        causal_alignment: ``"top_left"`` (torch) or ``"bottom_right"``
+            (FlashAttention's; what KV-cache decoding needs when Lq < Lk). Also
+            places the window and ALiBi diagonal.
+        window: ``(left, right)`` sliding window: query i sees keys j with
+            ``-left <= j - i <= right``; ``-1`` or ``None`` = unbounded side.
+        alibi_slopes: ``[Hq]`` or ``[B, Hq]``; adds ``-slope * |i - j|``.
+        softcap: > 0 caps the scores as ``softcap * tanh(s / softcap)``.
+        sinks: ``[Hq]`` attention-sink logits (in the softmax's denominator, no value).
+        dropout_seed: seed of the counter-based dropout mask; default: drawn
+            from attn's generator (``attn.manual_seed`` makes it reproducible).
+        return_lse: also return the log-sum-exp ``[..., Hq, Lq]``.
+        return_weights: also return the attention weights ``[..., Hq, Lq, Lk]``
+            (after dropout).
+
+    Returns:
+        ``output``, or ``(output, lse)``, ``(output, weights)`` or
+        ``(output, lse, weights)``. ``lse`` and ``weights`` are not differentiable.
+
+    Where it differs from torch (on purpose): a query row that sees no key
+    gives 0 (torch: NaN) and zero gradient; NaN/Inf in a masked key or value
+    never reaches the output; dropout draws its own (counter-based) mask.
+
+    Raises:
+        ValueError (``attn.ShapeError`` for shapes) naming the argument, the
+        shape or value seen and what was expected; TypeError for a wrong type,
+        dtype or a mix of torch tensors and numpy arrays.
+    """
+    # torch is optional and never imported here: a torch tensor means the caller imported it.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(query, torch.Tensor):
+        fw = _TORCH
+        query, key, value, attn_mask, alibi_slopes, sinks, cast_back = _torch_inputs(
+            query, key, value, attn_mask, alibi_slopes, sinks)
+    else:
+        fw = _NUMPY
+        cast_back = None
+        query, key, value, attn_mask, alibi_slopes, sinks = _numpy_inputs(
+            query, key, value, attn_mask, alibi_slopes, sinks)
+
+    bottom_right = _ALIGNMENTS.get(causal_alignment)
+    if bottom_right is None:
+        raise ValueError(f"{_FN}: causal_alignment is {causal_alignment!r}, "
+                         "expected 'top_left' or 'bottom_right'")
+    window_left, window_right = _window(window)
+    if scale is not None:
+        scale = float(scale)
+    dropout_p = float(dropout_p)
+    if dropout_seed is None:
+        dropout_seed = _core.random64() if dropout_p > 0.0 else 0
+    elif not isinstance(dropout_seed, numbers.Integral) or isinstance(dropout_seed, bool):
+        raise TypeError(f"{_FN}: dropout_seed is {dropout_seed!r}, expected an int")
+    options = (bool(is_causal), bottom_right, window_left, window_right, scale, dropout_p,
+               int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, bool(enable_gqa), float(softcap))
+
+    q, k, v, mask, out_shape = _as_rank4(query, key, value, attn_mask, enable_gqa, fw)
+
+    if fw == _TORCH and torch.is_grad_enabled() and (
+            q.requires_grad or k.requires_grad or v.requires_grad
+            or (mask is not None and mask.requires_grad)
+            or (sinks is not None and sinks.requires_grad)):
+        if alibi_slopes is not None and alibi_slopes.requires_grad:
+            raise ValueError(f"{_FN}: gradients with respect to alibi_slopes are not supported; "
+                             "pass alibi_slopes.detach()")
+        results = _sdpa_function().apply(q, k, v, mask, alibi_slopes, sinks, options, return_weights)
+        out, lse = results[0], results[1]
+        weights = results[2] if return_weights else None
+    else:
+        if fw == _TORCH:
+            q, k, v, mask, alibi_slopes, sinks = (
+                _detached(t) for t in (q, k, v, mask, alibi_slopes, sinks))
+        out, lse, weights = _forward(q, k, v, mask, alibi_slopes, sinks, options,
+                                     return_lse, return_weights, fw)
+
+    if out_shape is not None:  # back to the caller's rank / batch dims
+        batch = out_shape[:-2]
+        out = out.reshape(out_shape)
+        if lse is not None:
+            lse = lse.reshape(batch + (lse.shape[-1],))
+        if weights is not None:
+            weights = weights.reshape(batch + tuple(weights.shape[-2:]))
+    if cast_back is not None:  # float16 / bfloat16 inputs were computed in float32
+        out = out.to(cast_back)
+        weights = weights.to(cast_back) if weights is not None else None
+    if not (return_lse or return_weights):
+        return out
+    result = (out,)
+    if return_lse:
+        result += (lse,)
+    if return_weights:
+        result += (weights,)
+    return result
+
+
+def _forward(q, k, v, mask, alibi_slopes, sinks, options, return_lse, return_weights, fw):
+    (is_causal, bottom_right, window_left, window_right, scale, dropout_p, seed, enable_gqa,
+     softcap) = options
+    return _core.sdpa_forward(q, k, v, mask, is_causal, bottom_right, window_left, window_right,
+                              scale, dropout_p, seed, enable_gqa, alibi_slopes, softcap, sinks,
+                              return_lse, return_weights, fw)
+
+
+def _backward(grad_output, q, k, v, out, lse, mask, alibi_slopes, sinks, options, need_mask_grad):
+    (is_causal, bottom_right, window_left, window_right, scale, dropout_p, seed, enable_gqa,
+     softcap) = options
+    return _core.sdpa_backward(grad_output, q, k, v, out, lse, mask, is_causal, bottom_right,
+                               window_left, window_right, scale, dropout_p, seed, enable_gqa,
+                               alibi_slopes, softcap, sinks, need_mask_grad, _TORCH)
+
+
+_SDPA_FUNCTION = None
+
+
+def _sdpa_function():
+    """The torch.autograd.Function, defined on first use (torch is imported by then)."""
+    global _SDPA_FUNCTION
+    if _SDPA_FUNCTION is None:
+        import torch
+
+        class _SdpaFunction(torch.autograd.Function):
+            """SDPA as a torch autograd node: forward and backward by attn.
+
+            Saves for backward: query, key, value, the mask, ALiBi slopes and
+            sinks (the inputs), and the output and log-sum-exp (the backward
+            recomputes the weights from the lse, as FlashAttention-2 does). The
+            same options go to both, so dropout regenerates the forward's mask.
+            """
+
+            @staticmethod
+            def forward(ctx, q, k, v, mask, alibi_slopes, sinks, options, return_weights):
+                args = [_detached(t) for t in (q, k, v, mask, alibi_slopes, sinks)]
+                out, lse, weights = _forward(*args, options, True, return_weights, _TORCH)
+                ctx.save_for_backward(q, k, v, mask, alibi_slopes, sinks, out, lse)
+                ctx.options = options
+                if weights is None:
+                    ctx.mark_non_differentiable(lse)
+                    return out, lse
+                ctx.mark_non_differentiable(lse, weights)
+                return out, lse, weights
+
+            @staticmethod
+            @torch.autograd.function.once_differentiable
+            def backward(ctx, grad_output, *unused_grads):  # lse and weights are not differentiable
+                q, k, v, mask, alibi_slopes, sinks, out, lse = (_detached(t) for t in ctx.saved_tensors)
+                need_mask_grad = ctx.needs_input_grad[3] and mask is not None and mask.dtype != torch.bool
+                dq, dk, dv, dmask, dsinks = _backward(grad_output, q, k, v, out, lse, mask,
+                                                      alibi_slopes, sinks, ctx.options, need_mask_grad)
+                return (dq, dk, dv, dmask if need_mask_grad else None, None,
+                        dsinks if ctx.needs_input_grad[5] else None, None, None)
+
+        _SDPA_FUNCTION = _SdpaFunction
+    return _SDPA_FUNCTION
+
+
+def _detached(t):
+    return t.detach() if t is not None and t.requires_grad else t
+
+
+def _window(window):
+    if window is None:
+        return -1, -1
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise TypeError(f"{_FN}: window is {window!r}, expected a pair (left, right)") from None
+    sides = []
+    for name, side in (("left", left), ("right", right)):
+        if side is None:
+            side = -1
+        if not isinstance(side, numbers.Integral) or isinstance(side, bool):
+            raise TypeError(f"{_FN}: window {name} is {side!r}, expected an int (-1 or None = unbounded)")
+        sides.append(int(side))
+    return sides[0], sides[1]
+
+
+def _numpy_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
+    named = (("query", query), ("key", key), ("value", value), ("attn_mask", attn_mask),
+             ("alibi_slopes", alibi_slopes), ("sinks", sinks))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        for name, x in named:
+            if isinstance(x, torch.Tensor):
+                raise TypeError(f"{_FN}: {name} is a torch.Tensor but query is not; "
+                                "pass all torch tensors or all numpy arrays")
+    query = query if isinstance(query, np.ndarray) else np.asarray(query)
+    key = key if isinstance(key, np.ndarray) else np.asarray(key)
+    value = value if isinstance(value, np.ndarray) else np.asarray(value)
+    dtype = query.dtype
+    if attn_mask is not None:
+        attn_mask = np.asarray(attn_mask)
+        if attn_mask.dtype != np.bool_ and attn_mask.dtype != dtype:
+            if attn_mask.dtype.kind != "f":
+                raise TypeError(f"{_FN}: attn_mask has dtype {attn_mask.dtype}, expected bool "
+                                "(True = attend) or a float dtype (added to the scores)")
+            attn_mask = attn_mask.astype(dtype)
+    if alibi_slopes is not None:
+        alibi_slopes = np.asarray(alibi_slopes, dtype=dtype)
+    if sinks is not None:
+        sinks = np.asarray(sinks, dtype=dtype)
+    return query, key, value, attn_mask, alibi_slopes, sinks
+
+
+def _torch_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
+    import torch
+    for name, x in (("key", key), ("value", value)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{_FN}: query is a torch.Tensor but {name} is {type(x).__name__}; "
+                            "pass all torch tensors or all numpy arrays")
+    cast_back = None
+    dtype = query.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # computed in float32, returned in dtype
+        if key.dtype != dtype or value.dtype != dtype:
+            raise TypeError(f"{_FN}: query, key and value have dtypes {query.dtype}, {key.dtype}, "
+                            f"{value.dtype}; expected one dtype")
+        cast_back, dtype = dtype, torch.float32
+        query, key, value = query.float(), key.float(), value.float()
+    for name, x in (("query", query), ("key", key), ("value", value), ("attn_mask", attn_mask),
+                    ("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+        if x is not None and x.device.type != "cpu":
+            raise TypeError(f"{_FN}: {name} is on {x.device}; attn computes on the CPU "
+                            "(move it with .cpu())")
+    if attn_mask is not None:
+        if not isinstance(attn_mask, torch.Tensor):
+            raise TypeError(f"{_FN}: attn_mask is {type(attn_mask).__name__}, expected a torch.Tensor")
+        if attn_mask.dtype != torch.bool and attn_mask.dtype != dtype:
+            if not attn_mask.is_floating_point():
+                raise TypeError(f"{_FN}: attn_mask has dtype {attn_mask.dtype}, expected torch.bool "
+                                "(True = attend) or a float dtype (added to the scores)")
+            attn_mask = attn_mask.to(dtype)
+    if alibi_slopes is not None:
+        alibi_slopes = torch.as_tensor(alibi_slopes, dtype=dtype)
+    if sinks is not None:
+        sinks = torch.as_tensor(sinks, dtype=dtype)
+    return query, key, value, attn_mask, alibi_slopes, sinks, cast_back
+
+
+def _as_rank4(query, key, value, attn_mask, enable_gqa, fw):
+    """Views query/key/value (and the mask) as rank 4 [B, H, L, D].
+
+    Returns (q, k, v, mask, out_shape); out_shape is None when the inputs
+    were rank 4 with equal batch sizes (nothing to undo), else the shape the
+    output must be given back.
+    """
+    nd = query.ndim
+    if key.ndim != nd or value.ndim != nd:
+        raise ValueError(f"{_FN}: query, key and value have shapes {_shape(query)}, {_shape(key)}, "
+                         f"{_shape(value)}; expected the same rank (at least 2: [..., L, D])")
+    if nd < 2:
+        raise ValueError(f"{_FN}: query has shape {_shape(query)}, expected at least rank 2 "
+                         "([L, D], [H, L, D] or [B, H, L, D])")
+    if nd == 4 and query.shape[0] == key.shape[0] == value.shape[0]:
+        return query, key, value, attn_mask, None
+    if nd < 4:
+        lead = (1,) * (4 - nd)
+        out_shape = tuple(query.shape[:-1]) + (value.shape[-1],)
+        q = query.reshape(lead + tuple(query.shape))
+        k = key.reshape(lead + tuple(key.shape))
+        v = value.reshape(lead + tuple(value.shape))
+        if attn_mask is not None and attn_mask.ndim > nd:
+            raise ValueError(f"{_FN}: attn_mask has shape {_shape(attn_mask)}, which cannot "
+                             f"broadcast to {list(query.shape[:-1]) + [key.shape[-2]]}")
+        return q, k, v, attn_mask, out_shape
+    # Rank >= 4: broadcast the batch dims (all but heads, L, D), then fold them into one.
+    try:
+        batch = tuple(np.broadcast_shapes(tuple(query.shape[:-3]), tuple(key.shape[:-3]),
+                                          tuple(value.shape[:-3])))
+    except ValueError:
+        raise ShapeError(f"{_FN}: the batch dims of query {_shape(query)}, key {_shape(key)} and "
+                         f"value {_shape(value)} do not broadcast") from None
+    B = int(np.prod(batch, dtype=np.int64))
+
+    def fold(x):
+        full = batch + tuple(x.shape[-3:])
+        x = _expand(x, full, fw)
+        return x.reshape((B,) + full[-3:])
+
+    q, k, v = fold(query), fold(key), fold(value)
+    mask = attn_mask
+    if mask is not None:
+        rank = len(batch) + 3
+        if mask.ndim > rank:
+            raise ShapeError(f"{_FN}: attn_mask has shape {_shape(mask)}, which cannot broadcast "
+                             f"to {list(batch) + [query.shape[-3], query.shape[-2], key.shape[-2]]}")
+        mask = mask.reshape((1,) * (rank - mask.ndim) + tuple(mask.shape))
+        if all(s == 1 for s in mask.shape[:-3]):  # shared by every batch: the library broadcasts it
+            mask = mask.reshape((1,) + tuple(mask.shape[-3:]))
+        else:
+            mask = _expand(mask, batch + tuple(mask.shape[-3:]), fw, what="attn_mask")
+            mask = mask.reshape((B,) + tuple(mask.shape[-3:]))
+    out_shape = batch + (query.shape[-3], query.shape[-2], value.shape[-1])
+    return q, k, v, mask, out_shape
+
+
+def _expand(x, shape, fw, what=None):
+    if tuple(x.shape) == tuple(shape):
+        return x
+    try:
+        return x.expand(shape) if fw == _TORCH else np.broadcast_to(x, shape)
+    except (RuntimeError, ValueError):
+        name = what or "an input"
+        raise ShapeError(f"{_FN}: {name} has shape {_shape(x)}, which cannot broadcast to "
+                         f"{list(shape)}") from None
+
+
+def _shape(x):
+    return list(x.shape)
+
+
+ShapeError = _core.ShapeError

@@ -1,0 +1,253 @@
+// python/src/sdpa.cpp — attn::scaled_dot_product_attention (forward and
+// backward) and the notes' simplified self-attention, for Python.
+//
+// These are the low-level entry points that python/attn/_sdpa.py calls; they
+// take rank-4 arrays in PyTorch's SDPA layout (the Python side reshapes other
+// ranks and broadcasts batch dims):
+//   query [B, Hq, Lq, Dk]   key [B, Hkv, Lk, Dk]   value [B, Hkv, Lk, Dv]
+//   attn_mask  bool (True = attend) or float of query's dtype, broadcastable
+//              to [B, Hq, Lq, Lk]
+//   alibi_slopes [Hq] or [B, Hq], sinks [Hq], both of query's dtype
+// Inputs are read in place (any strides, no copy); outputs are the library's
+// own tensors handed over without a copy. The GIL is released while the
+// library computes, so other Python threads run meanwhile.
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <attn/sdpa.hpp>
+#include <attn/simplified_attention.hpp>
+
+#include "convert.hpp"
+
+namespace attn::python {
+namespace {
+
+using OptArray = std::optional<Array>;
+
+// The SDPA arguments after query, key and value, as the Python side passes
+// them to both forward and backward (so backward sees exactly the forward's
+// options, dropout seed included).
+struct Args {
+  OptArray attn_mask;
+  bool is_causal;
+  bool bottom_right;
+  int64_t window_left, window_right;
+  std::optional<double> scale;
+  double dropout_p;
+  uint64_t dropout_seed;
+  bool enable_gqa;
+  OptArray alibi_slopes;
+  double softcap;
+  OptArray sinks;
+};
+
+// The library names the two kinds of mask by their SdpaOptions fields; in
+// Python both are the argument attn_mask.
+std::string python_names(std::string msg) {
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{"bool_mask", "attn_mask (bool)"},
+                                 {"float_mask", "attn_mask (float)"}}) {
+    for (size_t at = msg.find(from); at != std::string::npos; at = msg.find(from, at + to.size()))
+      msg.replace(at, from.size(), to);
+  }
+  return msg;
+}
+
+// Runs `f`, rethrowing the library's errors with Python's argument names.
+template <class F>
+auto with_python_names(F&& f) {
+  try {
+    return f();
+  } catch (const attn::ShapeError& e) {
+    throw attn::ShapeError(python_names(e.what()));
+  } catch (const attn::ValueError& e) {
+    throw attn::ValueError(python_names(e.what()));
+  }
+}
+
+template <class T>
+SdpaOptions<T> options_of(const Args& a, const char* fn) {
+  SdpaOptions<T> o;
+  if (a.attn_mask) {
+    if (has_dtype<bool>(*a.attn_mask))
+      o.bool_mask = as_tensor<bool>(*a.attn_mask);
+    else if (has_dtype<T>(*a.attn_mask))
+      o.float_mask = as_tensor<T>(*a.attn_mask);
+    else
+      throw nb::type_error((std::string(fn) + ": attn_mask has dtype " + dtype_name(a.attn_mask->dtype()) +
+                            ", expected bool (True = attend) or " + dtype_name(nb::dtype<T>()) +
+                            " (added to the scores)")
+                               .c_str());
+  }
+  o.is_causal = a.is_causal;
+  o.causal_alignment = a.bottom_right ? CausalAlignment::BottomRight : CausalAlignment::TopLeft;
+  o.window_left = a.window_left;
+  o.window_right = a.window_right;
+  o.scale = a.scale;
+  o.dropout_p = a.dropout_p;
+  o.dropout_seed = a.dropout_seed;
+  o.enable_gqa = a.enable_gqa;
+  if (a.alibi_slopes) {
+    require_dtype<T>(*a.alibi_slopes, "alibi_slopes", fn);
+    o.alibi_slopes = as_tensor<T>(*a.alibi_slopes);
+  }
+  o.softcap = a.softcap;
+  if (a.sinks) {
+    require_dtype<T>(*a.sinks, "sinks", fn);
+    o.sinks = as_tensor<T>(*a.sinks);
+  }
+  return o;
+}
+
+template <class T>
+nb::tuple forward(const Array& q, const Array& k, const Array& v, const Args& args, bool return_lse,
+                  bool return_weights, Framework fw) {
+  const char* fn = "scaled_dot_product_attention";
+  require_dtype<T>(k, "key", fn);
+  require_dtype<T>(v, "value", fn);
+  SdpaOptions<T> o = options_of<T>(args, fn);
+  o.return_lse = return_lse;
+  o.return_weights = return_weights;
+  const Tensor<T> tq = as_tensor<T>(q), tk = as_tensor<T>(k), tv = as_tensor<T>(v);
+  SdpaResult<T> r;
+  {
+    nb::gil_scoped_release no_gil;
+    r = with_python_names([&] { return scaled_dot_product_attention(tq, tk, tv, o); });
+  }
+  return nb::make_tuple(to_python(r.output, fw), to_python(r.lse, fw), to_python(r.weights, fw));
+}
+
+template <class T>
+nb::tuple backward(const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
+                   const Array& lse, const Args& args, bool need_mask_grad, Framework fw) {
+  const char* fn = "scaled_dot_product_attention_backward";
+  require_dtype<T>(k, "key", fn);
+  require_dtype<T>(v, "value", fn);
+  require_dtype<T>(grad_output, "grad_output", fn);
+  require_dtype<T>(output, "output", fn);
+  require_dtype<T>(lse, "lse", fn);
+  const SdpaOptions<T> o = options_of<T>(args, fn);
+  const Tensor<T> tg = as_tensor<T>(grad_output), tq = as_tensor<T>(q), tk = as_tensor<T>(k),
+                  tv = as_tensor<T>(v), to = as_tensor<T>(output), tl = as_tensor<T>(lse);
+  SdpaGradients<T> g;
+  {
+    nb::gil_scoped_release no_gil;
+    g = with_python_names([&] {
+      return scaled_dot_product_attention_backward(tg, tq, tk, tv, to, tl, o,
+                                                   need_mask_grad && o.float_mask.defined());
+    });
+  }
+  return nb::make_tuple(to_python(g.d_query, fw), to_python(g.d_key, fw), to_python(g.d_value, fw),
+                        to_python(g.d_float_mask, fw), to_python(g.d_sinks, fw));
+}
+
+[[noreturn]] void bad_query_dtype(const Array& q, const char* fn) {
+  throw nb::type_error((std::string(fn) + ": query has dtype " + dtype_name(q.dtype()) +
+                        ", expected float32 or float64")
+                           .c_str());
+}
+
+// ---- simplified self-attention (notes 004) --------------------------------------
+
+Normalization normalization_of(const std::string& how) {
+  if (how == "softmax") return Normalization::Softmax;
+  if (how == "naive_softmax") return Normalization::NaiveSoftmax;
+  if (how == "divide_by_sum") return Normalization::DivideBySum;
+  throw attn::ValueError("normalization is '" + how +
+                         "', expected 'softmax', 'naive_softmax' or 'divide_by_sum'");
+}
+
+template <class T>
+nb::tuple simplified(const Array& inputs, const std::string& how, Framework fw) {
+  const Tensor<T> x = as_tensor<T>(inputs);
+  const Normalization n = normalization_of(how);
+  SimplifiedAttentionResult<T> r;
+  {
+    nb::gil_scoped_release no_gil;
+    r = simplified_self_attention(x, n);
+  }
+  return nb::make_tuple(to_python(r.scores, fw), to_python(r.weights, fw), to_python(r.context, fw));
+}
+
+template <class T>
+nb::object normalize(const Array& scores, const std::string& how, Framework fw) {
+  const Tensor<T> s = as_tensor<T>(scores);
+  return to_python(normalize_rows(s, normalization_of(how)), fw);
+}
+
+}  // namespace
+
+void bind_sdpa(nb::module_& m) {
+  m.def(
+      "sdpa_forward",
+      [](const Array& q, const Array& k, const Array& v, OptArray attn_mask, bool is_causal, bool bottom_right,
+         int64_t window_left, int64_t window_right, std::optional<double> scale, double dropout_p,
+         uint64_t dropout_seed, bool enable_gqa, OptArray alibi_slopes, double softcap, OptArray sinks,
+         bool return_lse, bool return_weights, int framework) {
+        const Args a{std::move(attn_mask), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+                     dropout_seed, enable_gqa, std::move(alibi_slopes), softcap, std::move(sinks)};
+        const auto fw = static_cast<Framework>(framework);
+        if (has_dtype<float>(q)) return forward<float>(q, k, v, a, return_lse, return_weights, fw);
+        if (has_dtype<double>(q)) return forward<double>(q, k, v, a, return_lse, return_weights, fw);
+        bad_query_dtype(q, "scaled_dot_product_attention");
+      },
+      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("attn_mask").none(), nb::arg("is_causal"),
+      nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(),
+      nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("alibi_slopes").none(),
+      nb::arg("softcap"), nb::arg("sinks").none(), nb::arg("return_lse"), nb::arg("return_weights"),
+      nb::arg("framework"),
+      "Rank-4 SDPA forward; returns (output, lse or None, weights or None). Use "
+      "attn.scaled_dot_product_attention instead.");
+
+  m.def(
+      "sdpa_backward",
+      [](const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
+         const Array& lse, OptArray attn_mask, bool is_causal, bool bottom_right, int64_t window_left,
+         int64_t window_right, std::optional<double> scale, double dropout_p, uint64_t dropout_seed,
+         bool enable_gqa, OptArray alibi_slopes, double softcap, OptArray sinks, bool need_mask_grad,
+         int framework) {
+        const Args a{std::move(attn_mask), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+                     dropout_seed, enable_gqa, std::move(alibi_slopes), softcap, std::move(sinks)};
+        const auto fw = static_cast<Framework>(framework);
+        if (has_dtype<float>(q)) return backward<float>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
+        if (has_dtype<double>(q)) return backward<double>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
+        bad_query_dtype(q, "scaled_dot_product_attention_backward");
+      },
+      nb::arg("grad_output"), nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("output"),
+      nb::arg("lse"), nb::arg("attn_mask").none(), nb::arg("is_causal"), nb::arg("bottom_right"),
+      nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(), nb::arg("dropout_p"),
+      nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("alibi_slopes").none(), nb::arg("softcap"),
+      nb::arg("sinks").none(), nb::arg("need_mask_grad"), nb::arg("framework"),
+      "Rank-4 SDPA backward; returns (d_query, d_key, d_value, d_float_mask or None, d_sinks or None).");
+
+  m.def(
+      "simplified_self_attention",
+      [](const Array& inputs, const std::string& how, int framework) {
+        const auto fw = static_cast<Framework>(framework);
+        if (has_dtype<float>(inputs)) return simplified<float>(inputs, how, fw);
+        if (has_dtype<double>(inputs)) return simplified<double>(inputs, how, fw);
+        throw nb::type_error(("simplified_self_attention: inputs has dtype " + dtype_name(inputs.dtype()) +
+                              ", expected float32 or float64")
+                                 .c_str());
+      },
+      nb::arg("inputs"), nb::arg("normalization"), nb::arg("framework"));
+
+  m.def(
+      "normalize_rows",
+      [](const Array& scores, const std::string& how, int framework) {
+        const auto fw = static_cast<Framework>(framework);
+        if (has_dtype<float>(scores)) return normalize<float>(scores, how, fw);
+        if (has_dtype<double>(scores)) return normalize<double>(scores, how, fw);
+        throw nb::type_error(("normalize_rows: scores has dtype " + dtype_name(scores.dtype()) +
+                              ", expected float32 or float64")
+                                 .c_str());
+      },
+      nb::arg("scores"), nb::arg("normalization"), nb::arg("framework"));
+}
+
+}  // namespace attn::python
