@@ -23,8 +23,9 @@ import numpy as np
 
 from . import _core
 
-_NUMPY, _TORCH = 0, 1
-_ALIGNMENTS = {"top_left": False, "bottom_right": True}
+_modules = sys.modules
+_ndarray = np.ndarray
+
 _FN = "scaled_dot_product_attention"
 
 
@@ -81,35 +82,45 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         dtype or a mix of torch tensors and numpy arrays.
     """
     # torch is optional and never imported here: a torch tensor means the caller imported it.
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(query, torch.Tensor):
-        fw = _TORCH
+    torch = _modules.get("torch")
+    is_torch = torch is not None and isinstance(query, torch.Tensor)
+    cast_back = None
+    if is_torch:
         query, key, value, attn_mask, alibi_slopes, sinks, cast_back = _torch_inputs(
-            query, key, value, attn_mask, alibi_slopes, sinks)
-    else:
-        fw = _NUMPY
-        cast_back = None
+            torch, query, key, value, attn_mask, alibi_slopes, sinks)
+    elif not (type(query) is _ndarray and type(key) is _ndarray and type(value) is _ndarray
+              and attn_mask is None and alibi_slopes is None and sinks is None):
         query, key, value, attn_mask, alibi_slopes, sinks = _numpy_inputs(
             query, key, value, attn_mask, alibi_slopes, sinks)
 
-    bottom_right = _ALIGNMENTS.get(causal_alignment)
-    if bottom_right is None:
+    # The options, in the order the core's forward and backward take them.
+    if causal_alignment == "top_left":
+        bottom_right = False
+    elif causal_alignment == "bottom_right":
+        bottom_right = True
+    else:
         raise ValueError(f"{_FN}: causal_alignment is {causal_alignment!r}, "
                          "expected 'top_left' or 'bottom_right'")
-    window_left, window_right = _window(window)
-    if scale is not None:
-        scale = float(scale)
-    dropout_p = float(dropout_p)
+    window_left, window_right = (-1, -1) if window is None else _window(window)
     if dropout_seed is None:
         dropout_seed = _core.random64() if dropout_p > 0.0 else 0
     elif not isinstance(dropout_seed, numbers.Integral) or isinstance(dropout_seed, bool):
         raise TypeError(f"{_FN}: dropout_seed is {dropout_seed!r}, expected an int")
-    options = (bool(is_causal), bottom_right, window_left, window_right, scale, dropout_p,
+    options = (bool(is_causal), bottom_right, window_left, window_right,
+               None if scale is None else float(scale), float(dropout_p),
                int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, bool(enable_gqa), float(softcap))
 
-    q, k, v, mask, out_shape = _as_rank4(query, key, value, attn_mask, enable_gqa, fw)
+    # Rank 4 with one batch size (the common case) needs no reshaping.
+    if (query.ndim == 4 and key.ndim == 4 and value.ndim == 4
+            and query.shape[0] == key.shape[0] == value.shape[0]):
+        q, k, v, mask, out_shape = query, key, value, attn_mask, None
+    else:
+        q, k, v, mask, out_shape = _as_rank4(query, key, value, attn_mask, is_torch)
 
-    if fw == _TORCH and torch.is_grad_enabled() and (
+    if not is_torch:
+        out, lse, weights = _core.sdpa_forward(q, k, v, mask, alibi_slopes, sinks, *options,
+                                               return_lse, return_weights)
+    elif torch.is_grad_enabled() and (
             q.requires_grad or k.requires_grad or v.requires_grad
             or (mask is not None and mask.requires_grad)
             or (sinks is not None and sinks.requires_grad)):
@@ -120,11 +131,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         out, lse = results[0], results[1]
         weights = results[2] if return_weights else None
     else:
-        if fw == _TORCH:
-            q, k, v, mask, alibi_slopes, sinks = (
-                _detached(t) for t in (q, k, v, mask, alibi_slopes, sinks))
-        out, lse, weights = _forward(q, k, v, mask, alibi_slopes, sinks, options,
-                                     return_lse, return_weights, fw)
+        # torch tensors go in as DLPack capsules, and the results come back as
+        # torch views of attn's own arrays: no copies either way.
+        dl = torch.to_dlpack
+        out, lse, weights = _core.sdpa_forward(_dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(mask, dl),
+                                               _dl(alibi_slopes, dl), _dl(sinks, dl), *options,
+                                               return_lse, return_weights)
+        from_numpy = torch.from_numpy
+        out = from_numpy(out)
+        lse = None if lse is None else from_numpy(lse)
+        weights = None if weights is None else from_numpy(weights)
 
     if out_shape is not None:  # back to the caller's rank / batch dims
         batch = out_shape[:-2]
@@ -146,20 +162,13 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return result
 
 
-def _forward(q, k, v, mask, alibi_slopes, sinks, options, return_lse, return_weights, fw):
-    (is_causal, bottom_right, window_left, window_right, scale, dropout_p, seed, enable_gqa,
-     softcap) = options
-    return _core.sdpa_forward(q, k, v, mask, is_causal, bottom_right, window_left, window_right,
-                              scale, dropout_p, seed, enable_gqa, alibi_slopes, softcap, sinks,
-                              return_lse, return_weights, fw)
-
-
-def _backward(grad_output, q, k, v, out, lse, mask, alibi_slopes, sinks, options, need_mask_grad):
-    (is_causal, bottom_right, window_left, window_right, scale, dropout_p, seed, enable_gqa,
-     softcap) = options
-    return _core.sdpa_backward(grad_output, q, k, v, out, lse, mask, is_causal, bottom_right,
-                               window_left, window_right, scale, dropout_p, seed, enable_gqa,
-                               alibi_slopes, softcap, sinks, need_mask_grad, _TORCH)
+def _dl(t, to_dlpack):
+    """A CPU torch tensor as a DLPack capsule (its memory, any strides, no copy)
+    for the core to read in place. torch.to_dlpack costs about a third of
+    Tensor.numpy() and a tenth of Tensor.__dlpack__()."""
+    if t is None:
+        return None
+    return to_dlpack(t.detach() if t.requires_grad else t)
 
 
 _SDPA_FUNCTION = None
@@ -182,32 +191,36 @@ def _sdpa_function():
 
             @staticmethod
             def forward(ctx, q, k, v, mask, alibi_slopes, sinks, options, return_weights):
-                args = [_detached(t) for t in (q, k, v, mask, alibi_slopes, sinks)]
-                out, lse, weights = _forward(*args, options, True, return_weights, _TORCH)
+                dl = torch.to_dlpack
+                out, lse, weights = _core.sdpa_forward(
+                    _dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(mask, dl), _dl(alibi_slopes, dl),
+                    _dl(sinks, dl), *options, True, return_weights)
+                out, lse = torch.from_numpy(out), torch.from_numpy(lse)
                 ctx.save_for_backward(q, k, v, mask, alibi_slopes, sinks, out, lse)
                 ctx.options = options
                 if weights is None:
                     ctx.mark_non_differentiable(lse)
                     return out, lse
+                weights = torch.from_numpy(weights)
                 ctx.mark_non_differentiable(lse, weights)
                 return out, lse, weights
 
             @staticmethod
             @torch.autograd.function.once_differentiable
             def backward(ctx, grad_output, *unused_grads):  # lse and weights are not differentiable
-                q, k, v, mask, alibi_slopes, sinks, out, lse = (_detached(t) for t in ctx.saved_tensors)
+                dl = torch.to_dlpack
+                q, k, v, mask, alibi_slopes, sinks, out, lse = ctx.saved_tensors
                 need_mask_grad = ctx.needs_input_grad[3] and mask is not None and mask.dtype != torch.bool
-                dq, dk, dv, dmask, dsinks = _backward(grad_output, q, k, v, out, lse, mask,
-                                                      alibi_slopes, sinks, ctx.options, need_mask_grad)
-                return (dq, dk, dv, dmask if need_mask_grad else None, None,
-                        dsinks if ctx.needs_input_grad[5] else None, None, None)
+                dq, dk, dv, dmask, dsinks = _core.sdpa_backward(
+                    _dl(grad_output, dl), _dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(out, dl), _dl(lse, dl),
+                    _dl(mask, dl), _dl(alibi_slopes, dl), _dl(sinks, dl), *ctx.options, need_mask_grad)
+                from_numpy = torch.from_numpy
+                return (from_numpy(dq), from_numpy(dk), from_numpy(dv),
+                        from_numpy(dmask) if need_mask_grad else None, None,
+                        from_numpy(dsinks) if ctx.needs_input_grad[5] else None, None, None)
 
         _SDPA_FUNCTION = _SdpaFunction
     return _SDPA_FUNCTION
-
-
-def _detached(t):
-    return t.detach() if t is not None and t.requires_grad else t
 
 
 def _window(window):
@@ -230,7 +243,7 @@ def _window(window):
 def _numpy_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
     named = (("query", query), ("key", key), ("value", value), ("attn_mask", attn_mask),
              ("alibi_slopes", alibi_slopes), ("sinks", sinks))
-    torch = sys.modules.get("torch")
+    torch = _modules.get("torch")
     if torch is not None:
         for name, x in named:
             if isinstance(x, torch.Tensor):
@@ -254,12 +267,22 @@ def _numpy_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
     return query, key, value, attn_mask, alibi_slopes, sinks
 
 
-def _torch_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
-    import torch
-    for name, x in (("key", key), ("value", value)):
-        if not isinstance(x, torch.Tensor):
+def _torch_inputs(torch, query, key, value, attn_mask, alibi_slopes, sinks):
+    Tensor = torch.Tensor
+    if (attn_mask is None and alibi_slopes is None and sinks is None and isinstance(key, Tensor)
+            and isinstance(value, Tensor) and query.is_cpu and key.is_cpu and value.is_cpu
+            and query.dtype not in (torch.float16, torch.bfloat16)):
+        return query, key, value, None, None, None, None  # the common case, checked quickly
+    for name, x in (("key", key), ("value", value), ("attn_mask", attn_mask), ("alibi_slopes", alibi_slopes),
+                    ("sinks", sinks)):
+        if x is not None and not isinstance(x, Tensor):
             raise TypeError(f"{_FN}: query is a torch.Tensor but {name} is {type(x).__name__}; "
                             "pass all torch tensors or all numpy arrays")
+    for name, x in (("query", query), ("key", key), ("value", value), ("attn_mask", attn_mask),
+                    ("alibi_slopes", alibi_slopes), ("sinks", sinks)):
+        if x is not None and not x.is_cpu:
+            raise TypeError(f"{_FN}: {name} is on {x.device}; attn computes on the CPU "
+                            "(move it with .cpu())")
     cast_back = None
     dtype = query.dtype
     if dtype in (torch.float16, torch.bfloat16):  # computed in float32, returned in dtype
@@ -268,27 +291,19 @@ def _torch_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
                             f"{value.dtype}; expected one dtype")
         cast_back, dtype = dtype, torch.float32
         query, key, value = query.float(), key.float(), value.float()
-    for name, x in (("query", query), ("key", key), ("value", value), ("attn_mask", attn_mask),
-                    ("alibi_slopes", alibi_slopes), ("sinks", sinks)):
-        if x is not None and x.device.type != "cpu":
-            raise TypeError(f"{_FN}: {name} is on {x.device}; attn computes on the CPU "
-                            "(move it with .cpu())")
-    if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"{_FN}: attn_mask is {type(attn_mask).__name__}, expected a torch.Tensor")
-        if attn_mask.dtype != torch.bool and attn_mask.dtype != dtype:
-            if not attn_mask.is_floating_point():
-                raise TypeError(f"{_FN}: attn_mask has dtype {attn_mask.dtype}, expected torch.bool "
-                                "(True = attend) or a float dtype (added to the scores)")
-            attn_mask = attn_mask.to(dtype)
-    if alibi_slopes is not None:
-        alibi_slopes = torch.as_tensor(alibi_slopes, dtype=dtype)
-    if sinks is not None:
-        sinks = torch.as_tensor(sinks, dtype=dtype)
+    if attn_mask is not None and attn_mask.dtype != torch.bool and attn_mask.dtype != dtype:
+        if not attn_mask.is_floating_point():
+            raise TypeError(f"{_FN}: attn_mask has dtype {attn_mask.dtype}, expected torch.bool "
+                            "(True = attend) or a float dtype (added to the scores)")
+        attn_mask = attn_mask.to(dtype)
+    if alibi_slopes is not None and alibi_slopes.dtype != dtype:
+        alibi_slopes = alibi_slopes.to(dtype)
+    if sinks is not None and sinks.dtype != dtype:
+        sinks = sinks.to(dtype)
     return query, key, value, attn_mask, alibi_slopes, sinks, cast_back
 
 
-def _as_rank4(query, key, value, attn_mask, enable_gqa, fw):
+def _as_rank4(query, key, value, attn_mask, is_torch):
     """Views query/key/value (and the mask) as rank 4 [B, H, L, D].
 
     Returns (q, k, v, mask, out_shape); out_shape is None when the inputs
@@ -325,7 +340,7 @@ def _as_rank4(query, key, value, attn_mask, enable_gqa, fw):
 
     def fold(x):
         full = batch + tuple(x.shape[-3:])
-        x = _expand(x, full, fw)
+        x = _expand(x, full, is_torch)
         return x.reshape((B,) + full[-3:])
 
     q, k, v = fold(query), fold(key), fold(value)
@@ -339,17 +354,17 @@ def _as_rank4(query, key, value, attn_mask, enable_gqa, fw):
         if all(s == 1 for s in mask.shape[:-3]):  # shared by every batch: the library broadcasts it
             mask = mask.reshape((1,) + tuple(mask.shape[-3:]))
         else:
-            mask = _expand(mask, batch + tuple(mask.shape[-3:]), fw, what="attn_mask")
+            mask = _expand(mask, batch + tuple(mask.shape[-3:]), is_torch, what="attn_mask")
             mask = mask.reshape((B,) + tuple(mask.shape[-3:]))
     out_shape = batch + (query.shape[-3], query.shape[-2], value.shape[-1])
     return q, k, v, mask, out_shape
 
 
-def _expand(x, shape, fw, what=None):
+def _expand(x, shape, is_torch, what=None):
     if tuple(x.shape) == tuple(shape):
         return x
     try:
-        return x.expand(shape) if fw == _TORCH else np.broadcast_to(x, shape)
+        return x.expand(shape) if is_torch else np.broadcast_to(x, shape)
     except (RuntimeError, ValueError):
         name = what or "an input"
         raise ShapeError(f"{_FN}: {name} has shape {_shape(x)}, which cannot broadcast to "

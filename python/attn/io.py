@@ -18,11 +18,6 @@ from ._util import to_numpy
 _INT_DTYPES = {"I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8"}
 
 
-def _require_core():
-    if not hasattr(_core, "load_safetensors"):  # built before the library had safetensors
-        raise NotImplementedError("this build of attn has no safetensors support; rebuild it "
-                                  "(./scripts/setup-python.sh) from a checkout with include/attn/safetensors.hpp")
-
 
 def load_safetensors(path):
     """{name: numpy array} of every tensor in the file at ``path``.
@@ -31,7 +26,6 @@ def load_safetensors(path):
     dtypes as int64 (exact up to 2**53); BOOL as bool. Raises OSError naming
     the file and the problem (missing, truncated, malformed header, ...).
     """
-    _require_core()
     tensors, dtypes, _ = _core.load_safetensors(os.fspath(path))
     out = {}
     for name, array in tensors.items():
@@ -48,7 +42,6 @@ def load_safetensors(path):
 
 def load_safetensors_metadata(path):
     """The file's ``__metadata__`` as {str: str} (empty if it has none)."""
-    _require_core()
     return _core.load_safetensors_metadata(os.fspath(path))
 
 
@@ -62,7 +55,6 @@ def save_safetensors(path, tensors, metadata=None, dtype=None):
     float64 needs an explicit dtype. Raises TypeError for other dtypes,
     ValueError for bad names or dtype, OSError if the file cannot be written.
     """
-    _require_core()
     arrays = {}
     for name, value in tensors.items():
         if not isinstance(name, str):

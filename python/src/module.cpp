@@ -137,7 +137,5 @@ NB_MODULE(_core, m) {
 
   bind_sdpa(m);
   bind_layers(m);
-#ifdef ATTN_PY_HAVE_SAFETENSORS
   bind_io(m);
-#endif
 }

@@ -11,6 +11,8 @@
 // Inputs are read in place (any strides, no copy); outputs are the library's
 // own tensors handed over without a copy. The GIL is released while the
 // library computes, so other Python threads run meanwhile.
+#include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -183,47 +185,70 @@ nb::object normalize(const Array& scores, const std::string& how, Framework fw) 
 }  // namespace
 
 void bind_sdpa(nb::module_& m) {
+  // The options come after the arrays in one fixed order, so that the Python
+  // side keeps them in one tuple and passes it to forward and backward alike.
   m.def(
       "sdpa_forward",
-      [](const Array& q, const Array& k, const Array& v, OptArray attn_mask, bool is_causal, bool bottom_right,
-         int64_t window_left, int64_t window_right, std::optional<double> scale, double dropout_p,
-         uint64_t dropout_seed, bool enable_gqa, OptArray alibi_slopes, double softcap, OptArray sinks,
-         bool return_lse, bool return_weights, int framework) {
-        const Args a{std::move(attn_mask), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
-                     dropout_seed, enable_gqa, std::move(alibi_slopes), softcap, std::move(sinks)};
-        const auto fw = static_cast<Framework>(framework);
-        if (has_dtype<float>(q)) return forward<float>(q, k, v, a, return_lse, return_weights, fw);
-        if (has_dtype<double>(q)) return forward<double>(q, k, v, a, return_lse, return_weights, fw);
+      [](const Array& q, const Array& k, const Array& v, OptArray attn_mask, OptArray alibi_slopes,
+         OptArray sinks, bool is_causal, bool bottom_right, int64_t window_left, int64_t window_right,
+         std::optional<double> scale, double dropout_p, uint64_t dropout_seed, bool enable_gqa, double softcap,
+         bool return_lse, bool return_weights) {
+        const Args a{std::move(attn_mask), is_causal,  bottom_right,           window_left, window_right,
+                     scale,                dropout_p,  dropout_seed,           enable_gqa,  std::move(alibi_slopes),
+                     softcap,              std::move(sinks)};
+        if (has_dtype<float>(q)) return forward<float>(q, k, v, a, return_lse, return_weights, Framework::NumPy);
+        if (has_dtype<double>(q)) return forward<double>(q, k, v, a, return_lse, return_weights, Framework::NumPy);
         bad_query_dtype(q, "scaled_dot_product_attention");
       },
-      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("attn_mask").none(), nb::arg("is_causal"),
-      nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(),
-      nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("alibi_slopes").none(),
-      nb::arg("softcap"), nb::arg("sinks").none(), nb::arg("return_lse"), nb::arg("return_weights"),
-      nb::arg("framework"),
-      "Rank-4 SDPA forward; returns (output, lse or None, weights or None). Use "
-      "attn.scaled_dot_product_attention instead.");
+      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("attn_mask").none(),
+      nb::arg("alibi_slopes").none(), nb::arg("sinks").none(), nb::arg("is_causal"), nb::arg("bottom_right"),
+      nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(), nb::arg("dropout_p"),
+      nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("softcap"), nb::arg("return_lse"),
+      nb::arg("return_weights"),
+      "Rank-4 SDPA forward on arrays read in place; returns numpy (output, lse or None, weights or "
+      "None). Use attn.scaled_dot_product_attention instead.");
 
   m.def(
       "sdpa_backward",
       [](const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
-         const Array& lse, OptArray attn_mask, bool is_causal, bool bottom_right, int64_t window_left,
-         int64_t window_right, std::optional<double> scale, double dropout_p, uint64_t dropout_seed,
-         bool enable_gqa, OptArray alibi_slopes, double softcap, OptArray sinks, bool need_mask_grad,
-         int framework) {
-        const Args a{std::move(attn_mask), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
-                     dropout_seed, enable_gqa, std::move(alibi_slopes), softcap, std::move(sinks)};
-        const auto fw = static_cast<Framework>(framework);
+         const Array& lse, OptArray attn_mask, OptArray alibi_slopes, OptArray sinks, bool is_causal,
+         bool bottom_right, int64_t window_left, int64_t window_right, std::optional<double> scale,
+         double dropout_p, uint64_t dropout_seed, bool enable_gqa, double softcap, bool need_mask_grad) {
+        const Args a{std::move(attn_mask), is_causal,  bottom_right,           window_left, window_right,
+                     scale,                dropout_p,  dropout_seed,           enable_gqa,  std::move(alibi_slopes),
+                     softcap,              std::move(sinks)};
+        const auto fw = Framework::NumPy;
         if (has_dtype<float>(q)) return backward<float>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
         if (has_dtype<double>(q)) return backward<double>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
         bad_query_dtype(q, "scaled_dot_product_attention_backward");
       },
       nb::arg("grad_output"), nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("output"),
-      nb::arg("lse"), nb::arg("attn_mask").none(), nb::arg("is_causal"), nb::arg("bottom_right"),
-      nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(), nb::arg("dropout_p"),
-      nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("alibi_slopes").none(), nb::arg("softcap"),
-      nb::arg("sinks").none(), nb::arg("need_mask_grad"), nb::arg("framework"),
-      "Rank-4 SDPA backward; returns (d_query, d_key, d_value, d_float_mask or None, d_sinks or None).");
+      nb::arg("lse"), nb::arg("attn_mask").none(), nb::arg("alibi_slopes").none(), nb::arg("sinks").none(),
+      nb::arg("is_causal"), nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"),
+      nb::arg("scale").none(), nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("enable_gqa"),
+      nb::arg("softcap"), nb::arg("need_mask_grad"),
+      "Rank-4 SDPA backward; returns numpy (d_query, d_key, d_value, d_float_mask or None, d_sinks or None).");
+
+  // For python/benchmarks/overhead.py: the C++ call alone, timed in C++, so
+  // that the Python per-call time minus this is what the binding costs.
+  m.def(
+      "time_sdpa_forward",
+      [](const Array& q, const Array& k, const Array& v, bool is_causal, int64_t repeats) {
+        require_dtype<float>(q, "query", "time_sdpa_forward");
+        require_dtype<float>(k, "key", "time_sdpa_forward");
+        require_dtype<float>(v, "value", "time_sdpa_forward");
+        const Tensor<float> tq = as_tensor<float>(q), tk = as_tensor<float>(k), tv = as_tensor<float>(v);
+        SdpaOptions<float> o;
+        o.is_causal = is_causal;
+        o.return_lse = false;  // what a forward-only call from Python asks for
+        nb::gil_scoped_release no_gil;
+        const auto start = std::chrono::steady_clock::now();
+        for (int64_t i = 0; i < repeats; ++i) (void)scaled_dot_product_attention(tq, tk, tv, o);
+        const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+        return elapsed.count() / static_cast<double>(std::max<int64_t>(repeats, 1));
+      },
+      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("is_causal"), nb::arg("repeats"),
+      "Seconds per call of the C++ forward on float32 arrays (a benchmark helper).");
 
   m.def(
       "simplified_self_attention",

@@ -98,10 +98,9 @@ def test_layer_and_io_errors(tmp_path):
         mha(np.zeros((3, 1, 5), np.float32), np.zeros((3, 1, 4)), np.zeros((3, 1, 4)))
     with pytest.raises(TypeError, match="dtype"):
         attn.nn.Linear(2, 3, dtype=np.int32)
-    if hasattr(attn._core, "load_safetensors"):
-        with pytest.raises(OSError, match="missing.safetensors"):
-            attn.load_safetensors(tmp_path / "missing.safetensors")
-        bad = tmp_path / "bad.safetensors"
-        bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
-        with pytest.raises(OSError, match="bad.safetensors"):
-            attn.load_safetensors(bad)
+    with pytest.raises(OSError, match="missing.safetensors"):
+        attn.load_safetensors(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(OSError, match="bad.safetensors"):
+        attn.load_safetensors(bad)

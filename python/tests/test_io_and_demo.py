@@ -13,11 +13,6 @@ import torch
 
 import attn
 
-needs_safetensors = pytest.mark.skipif(not hasattr(attn._core, "load_safetensors"),
-                                       reason="built without safetensors")
-
-
-@needs_safetensors
 def test_safetensors_round_trip_with_metadata(tmp_path):
     rng = np.random.default_rng(0)
     tensors = {"a": rng.standard_normal((2, 3)).astype(np.float32),
@@ -32,7 +27,6 @@ def test_safetensors_round_trip_with_metadata(tmp_path):
     assert attn.load_safetensors_metadata(path) == {"format": "pt"}
 
 
-@needs_safetensors
 def test_safetensors_file_written_by_hand_is_read(tmp_path):
     # The format from its specification, not from attn's writer.
     f64 = np.array([1.5, -2.0], dtype="<f8")
@@ -48,7 +42,6 @@ def test_safetensors_file_written_by_hand_is_read(tmp_path):
     assert back["n"].dtype == np.int64 and back["n"].tolist() == [[7, -8]]
 
 
-@needs_safetensors
 def test_torch_state_dict_saves_and_loads_into_attn_layer(tmp_path):
     ref = torch.nn.MultiheadAttention(4, 2)
     path = tmp_path / "mha.safetensors"
