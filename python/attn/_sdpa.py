@@ -102,13 +102,14 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise ValueError(f"{_FN}: causal_alignment is {causal_alignment!r}, "
                          "expected 'top_left' or 'bottom_right'")
     window_left, window_right = (-1, -1) if window is None else _window(window)
+    dropout_p = _real("dropout_p", dropout_p)
     if dropout_seed is None:
         dropout_seed = _core.random64() if dropout_p > 0.0 else 0
     elif not isinstance(dropout_seed, numbers.Integral) or isinstance(dropout_seed, bool):
         raise TypeError(f"{_FN}: dropout_seed is {dropout_seed!r}, expected an int")
     options = (bool(is_causal), bottom_right, window_left, window_right,
-               None if scale is None else float(scale), float(dropout_p),
-               int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, bool(enable_gqa), float(softcap))
+               None if scale is None else _real("scale", scale), dropout_p,
+               int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, bool(enable_gqa), _real("softcap", softcap))
 
     # Rank 4 with one batch size (the common case) needs no reshaping.
     if (query.ndim == 4 and key.ndim == 4 and value.ndim == 4
@@ -223,6 +224,17 @@ def _sdpa_function():
     return _SDPA_FUNCTION
 
 
+def _real(name, x):
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real) or (hasattr(x, "__float__") and not isinstance(x, (str, bytes))):
+        return float(x)
+    raise TypeError(f"{_FN}: {name} is {x!r}, expected a number")
+
+
+_INT64_MAX = 2**63 - 1
+
+
 def _window(window):
     if window is None:
         return -1, -1
@@ -236,7 +248,7 @@ def _window(window):
             side = -1
         if not isinstance(side, numbers.Integral) or isinstance(side, bool):
             raise TypeError(f"{_FN}: window {name} is {side!r}, expected an int (-1 or None = unbounded)")
-        sides.append(int(side))
+        sides.append(min(int(side), _INT64_MAX))  # wider than any sequence = unbounded
     return sides[0], sides[1]
 
 
@@ -252,6 +264,10 @@ def _numpy_inputs(query, key, value, attn_mask, alibi_slopes, sinks):
     query = query if isinstance(query, np.ndarray) else np.asarray(query)
     key = key if isinstance(key, np.ndarray) else np.asarray(key)
     value = value if isinstance(value, np.ndarray) else np.asarray(value)
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        if x.dtype.kind not in "fiub":  # numbers; the core names the dtype it wants
+            raise TypeError(f"{_FN}: {name} is an array of {x.dtype} (from {type(x).__name__}), "
+                            "expected float32 or float64 numbers")
     dtype = query.dtype
     if attn_mask is not None:
         attn_mask = np.asarray(attn_mask)

@@ -104,3 +104,15 @@ def test_layer_and_io_errors(tmp_path):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(OSError, match="bad.safetensors"):
         attn.load_safetensors(bad)
+
+
+def test_non_numbers_are_type_errors():
+    q, k, v = qkv()
+    with pytest.raises(TypeError, match="scale"):
+        sdpa(q, k, v, scale="x")
+    with pytest.raises(TypeError, match="dropout_p"):
+        sdpa(q, k, v, dropout_p=None)
+    with pytest.raises(TypeError, match="query is an array of object"):
+        sdpa(object(), k, v)
+    # a window wider than any sequence is unbounded, not an overflow
+    np.testing.assert_array_equal(sdpa(q, k, v, window=(10**30, None)), sdpa(q, k, v))
