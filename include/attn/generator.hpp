@@ -7,6 +7,17 @@
 // equals torch.manual_seed(123); torch.rand(2, 3) bit for bit, and lecture
 // numbers printed with torch come out the same here.
 // Self-check: the first two outputs of mt19937(123) are 2991312382, 3062119789.
+//
+// What "torch" means here: torch's CPU results depend on the kernels it picks
+// at run time. attn reproduces the AVX2 kernels (what torch runs on an x86-64
+// CPU with AVX2 and without AVX-512; ATEN_CPU_CAPABILITY=avx2 forces them),
+// which fuse uniform_'s multiply-add and compute float randn of >= 16 elements
+// with polynomial log/sin/cos; on other CPUs torch's own uniform_(a, b) with
+// (a, b) != (0, 1) and float randn can differ from these in the last bit.
+// torch.rand(), double randn and randn of < 16 elements are the same everywhere.
+// See src/core/generator.cpp for the exact recipe of each draw.
+//
+// A Generator is not thread-safe: use one per thread (torch locks a mutex).
 #pragma once
 
 #include <cstdint>
@@ -28,10 +39,16 @@ class Generator {
   uint32_t random();    ///< next 32-bit output (torch: random())
   uint64_t random64();  ///< two outputs combined (torch: random64())
 
-  /// torch.Tensor.uniform_(from, to): fills `t` in row-major order.
+  /// torch.Tensor.uniform_(from, to): fills `t` in row-major order when it is
+  /// contiguous, otherwise in memory order (dims by decreasing stride) as torch
+  /// does. Throws ValueError unless from <= to (both finite, representable in
+  /// T), or if `t` is an expanded view (a stride-0 dim).
   template <class T>
   void uniform_(Tensor<T>& t, double from = 0.0, double to = 1.0);
-  /// torch.Tensor.normal_(mean, std): fills `t` in row-major order.
+  /// torch.Tensor.normal_(mean, std): same order; a contiguous tensor of >= 16
+  /// elements takes torch's blocked Box–Muller path, anything else the scalar
+  /// path with its cached second sample. Throws ValueError unless std >= 0
+  /// and both are finite.
   template <class T>
   void normal_(Tensor<T>& t, double mean = 0.0, double std = 1.0);
 

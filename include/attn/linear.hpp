@@ -21,7 +21,9 @@ class Linear : public Module<T> {
   int64_t out_features() const { return out_features_; }
   bool has_bias() const { return has_bias_; }
 
-  /// Saves x for backward (it is needed for dW = dyᵀ·x).
+  /// x: [..., in_features], any rank >= 1 and any strides; a rank-1 x gives a
+  /// rank-1 y, as in torch. Throws ShapeError naming the input's shape.
+  /// Saves x (the handle, not a copy) for backward: dW = dyᵀ·x needs it.
   Tensor<T> forward(const Tensor<T>& x);
   /// dW += dyᵀ·x, db += Σ dy, returns dx = dy·W.
   Tensor<T> backward(const Tensor<T>& grad_output);

@@ -52,10 +52,12 @@
 namespace attn {
 
 // Gives the helpers below access to the Box–Muller cache, as torch's
-// maybe_get_next_normal_sample / maybe_set_next_normal_sample do.
+// maybe_get_next_normal_sample / maybe_set_next_normal_sample do. (Only the
+// double cache is ever used: torch's CPU kernels draw scalar normals in double
+// for float tensors too; the float cache exists for parity with torch's
+// generator state and is only cleared.)
 struct GeneratorAccess {
   static std::optional<double>& double_cache(Generator& g) { return g.next_double_normal_; }
-  static std::optional<float>& float_cache(Generator& g) { return g.next_float_normal_; }
 };
 
 namespace {

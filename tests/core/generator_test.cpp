@@ -163,6 +163,34 @@ TEST(GeneratorGolden, UniformAndNormalWithParametersMatchTorch) { EXPECT_EQ(run_
 
 TEST(GeneratorGolden, NonContiguousTensorsFillInMemoryOrderLikeTorch) { EXPECT_EQ(run_cases("transposed_"), 2); }
 
+// A million draws per op, compared through the checksum the golden script
+// computed from torch's output: Σ (i + 1) · bits(value_i) mod 2^64.
+template <class T>
+void check_large(const json& c) {
+  const std::string what = c["op"].get<std::string>() + " " + c["dtype"].get<std::string>();
+  Generator gen(c["seed"].get<uint64_t>());
+  Tensor<T> t({c["n"].get<int64_t>()});
+  const std::string op = c["op"];
+  if (op == "rand" || op == "uniform_") gen.uniform_(t, c["a"], c["b"]);
+  else gen.normal_(t, c["a"], c["b"]);
+  expect_bitwise_equal(t.slice(0, 0, 4), c["first"], what + " first values");
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) sum += static_cast<uint64_t>(i + 1) * std::bit_cast<Bits>(t.data()[i]);
+  EXPECT_EQ(std::to_string(sum), c["checksum"].get<std::string>()) << what << ": some of the " << t.numel()
+                                                                    << " values differ from torch's";
+}
+
+TEST(GeneratorGolden, AMillionDrawsMatchTorchChecksums) {
+  int n = 0;
+  for (const auto& c : golden()["large"]) {
+    if (c["dtype"] == "float32") check_large<float>(c);
+    else check_large<double>(c);
+    ++n;
+  }
+  EXPECT_EQ(n, 8);
+}
+
 // ---- properties and errors ----------------------------------------------------------
 
 TEST(Generator, UniformStaysInsideHalfOpenRange) {

@@ -123,11 +123,39 @@ b = torch.nn.Linear(3, 2)
 linear_chain = {"seed": 2024, "first": {"weight": values(a.weight.detach()), "bias": values(a.bias.detach())},
                 "second": {"weight": values(b.weight.detach()), "bias": values(b.bias.detach())}}
 
+# Large draws, recorded as a checksum of their bit patterns: the few hundred
+# values above rarely exercise every rounding of the float polynomials, a
+# million do. checksum = sum over i of (i + 1) * bits(value_i) mod 2^64, with
+# bits the uint32 (float32) or uint64 (float64) pattern; any single changed
+# value changes it.
+def checksum(t):
+    import numpy as np
+    b = t.numpy().view(np.uint32 if t.dtype == torch.float32 else np.uint64).astype(np.uint64)
+    weights = np.arange(1, b.size + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return str(int(np.sum(b * weights, dtype=np.uint64)))
+
+
+large = []
+N_LARGE = (1 << 20) + 7  # not a multiple of 16: the tail is redrawn
+for dtype in DTYPES:
+    for op in ("rand", "randn", "uniform_", "normal_"):
+        torch.manual_seed(2024)
+        t = torch.empty(N_LARGE, dtype=DTYPES[dtype])
+        a, b = {"rand": (0.0, 1.0), "randn": (0.0, 1.0), "uniform_": (-0.37, 0.81), "normal_": (0.3, 2.5)}[op]
+        if op in ("rand", "uniform_"):
+            t.uniform_(a, b)
+        else:
+            t.normal_(a, b)
+        large.append({"op": op, "dtype": dtype, "seed": 2024, "n": N_LARGE, "a": a, "b": b,
+                      "first": values(t[:4]), "checksum": checksum(t)})
+
 out = {
     "generated_by": "tests/golden/make_generator_golden.py",
     "torch_version": torch.__version__,
     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     "cases": cases,
+    "large": large,
     "random64_low63": random64_low63,
     "linear_init": linear_init,
     "linear_chain": linear_chain,
