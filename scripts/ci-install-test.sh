@@ -22,7 +22,7 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 
 echo "== install-test: build the library in $tmp/build"
 cmake -S "$repo" -B "$tmp/build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-      -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_TOOLS=ON
+      -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_BENCH=OFF -DATTN_BUILD_TOOLS=ON
 cmake --build "$tmp/build" -j"$jobs"
 
 echo "== install-test: install into $tmp/prefix"
