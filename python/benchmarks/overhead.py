@@ -7,15 +7,18 @@ For each shape it times (best of several timeit repeats, one thread):
   * torch   F.scaled_dot_product_attention on torch tensors
   * attn/torch, attn/numpy   attn.scaled_dot_product_attention on the same data
   * attn/torch+grad          the same with requires_grad inputs (autograd.Function, forward only)
+  * core    attn._core.sdpa_forward on numpy arrays: the nanobind boundary without the Python wrapper
   * C++     the library's function called in a C++ loop (attn._core.time_sdpa_forward)
 The binding's overhead is a Python call minus the C++ call: what Python,
 nanobind and the array hand-over add. At large shapes it should vanish
-against the compute.
+against the compute. Times are the calling thread's CPU time (robust on a
+busy machine), best of many slices.
 """
 
 import argparse
 import os
 import platform
+import time
 import timeit
 
 import numpy as np
@@ -26,31 +29,37 @@ import attn
 from attn import _core
 
 
-def best_per_call(fn, min_time):
-    timer = timeit.Timer(fn)
-    n, t = timer.autorange()  # calls that take >= 0.2 s
-    n = max(1, int(n * min_time / max(t, 1e-9)))
-    return min(timer.repeat(repeat=5, number=n)) / n
+def best_per_call(fn, slice_time, repeats):
+    """CPU seconds of this thread per call: the best of `repeats` slices of
+    ~slice_time each. Thread CPU time (not wall-clock) because the machine may
+    be shared: time the core spends on other processes is not counted. With
+    one thread in torch and attn, all of a call's work is on this thread."""
+    timer = timeit.Timer(fn, timer=time.thread_time)
+    n, t = timer.autorange()  # n calls take >= 0.2 s
+    n = max(1, int(n * slice_time / max(t, 1e-9)))
+    return min(timer.repeat(repeat=repeats, number=n)) / n
 
 
-def measure(B, H, L, d, causal, min_time):
+def measure(B, H, L, d, causal, slice_time, repeats):
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((B, H, L, d)).astype(np.float32) for _ in range(3))
     tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
     gq, gk, gv = (t.clone().requires_grad_() for t in (tq, tk, tv))
+    options = (causal, False, -1, -1, None, 0.0, 0, False, 0.0)
+
+    def timed(fn):
+        return best_per_call(fn, slice_time, repeats)
+
     out = {
-        "torch": best_per_call(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal), min_time),
-        "attn/numpy": best_per_call(lambda: attn.scaled_dot_product_attention(q, k, v, is_causal=causal),
-                                    min_time),
-        "attn/torch": best_per_call(lambda: attn.scaled_dot_product_attention(tq, tk, tv, is_causal=causal),
-                                    min_time),
-        "attn/torch+grad": best_per_call(
-            lambda: attn.scaled_dot_product_attention(gq, gk, gv, is_causal=causal), min_time),
-        "torch+grad": best_per_call(lambda: F.scaled_dot_product_attention(gq, gk, gv, is_causal=causal),
-                                    min_time),
+        "torch": timed(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)),
+        "attn/numpy": timed(lambda: attn.scaled_dot_product_attention(q, k, v, is_causal=causal)),
+        "core": timed(lambda: _core.sdpa_forward(q, k, v, None, None, None, *options, False, False)),
+        "attn/torch": timed(lambda: attn.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)),
+        "attn/torch+grad": timed(lambda: attn.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),
+        "torch+grad": timed(lambda: F.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),
     }
-    reps = max(1, int(min_time / max(_core.time_sdpa_forward(q, k, v, causal, 1), 1e-9)))
-    out["C++"] = min(_core.time_sdpa_forward(q, k, v, causal, reps) for _ in range(5))
+    reps = max(1, int(slice_time / max(_core.time_sdpa_forward(q, k, v, causal, 1), 1e-9)))
+    out["C++"] = min(_core.time_sdpa_forward(q, k, v, causal, reps) for _ in range(repeats))
     return out
 
 
@@ -60,20 +69,21 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     attn.set_num_threads(1)
-    min_time = 0.05 if args.quick else 0.3
+    slice_time, repeats = (0.01, 10) if args.quick else (0.02, 40)
     shapes = [(1, 1, 4, 8, False), (1, 1, 64, 64, True), (1, 8, 512, 64, True)]
     print(f"attn {attn.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, 1 thread\n")
-    print("| B, H, L, d, causal | C++ call | attn numpy | attn torch | torch SDPA | attn torch+grad | "
-          "torch SDPA+grad | binding overhead numpy / torch |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, "
+          f"1 thread, thread CPU time, best of {repeats} slices of {slice_time * 1e3:.0f} ms\n")
+    print("| B, H, L, d, causal | C++ call | core binding | attn (numpy) | attn (torch) | torch SDPA | "
+          "attn (torch, grad) | torch SDPA (grad) | overhead numpy / torch |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for B, H, L, d, causal in shapes:
-        r = measure(B, H, L, d, causal, min_time)
+        r = measure(B, H, L, d, causal, slice_time, repeats)
         us = {key: value * 1e6 for key, value in r.items()}
-        print(f"| {B}, {H}, {L}, {d}, {causal} | {us['C++']:.2f} µs | {us['attn/numpy']:.2f} µs | "
-              f"{us['attn/torch']:.2f} µs | {us['torch']:.2f} µs | {us['attn/torch+grad']:.2f} µs | "
-              f"{us['torch+grad']:.2f} µs | {us['attn/numpy'] - us['C++']:.2f} / "
-              f"{us['attn/torch'] - us['C++']:.2f} µs |")
+        f = (lambda x: f"{x:.1f} µs") if us["C++"] < 1000 else (lambda x: f"{x / 1e3:.2f} ms")
+        print(f"| {B}, {H}, {L}, {d}, {causal} | {f(us['C++'])} | {f(us['core'])} | {f(us['attn/numpy'])} | "
+              f"{f(us['attn/torch'])} | {f(us['torch'])} | {f(us['attn/torch+grad'])} | "
+              f"{f(us['torch+grad'])} | {f(us['attn/numpy'] - us['C++'])} / {f(us['attn/torch'] - us['C++'])} |")
 
 
 if __name__ == "__main__":
