@@ -65,6 +65,31 @@ void BM_FlashForward(benchmark::State& state) {
                  (Hq != Hkv ? " GQA " + std::to_string(Hq) + "/" + std::to_string(Hkv) : ""));
 }
 
+// Args: B, Hq, Hkv, N, d, causal. Backward FLOPs: 2.5 × forward (the
+// convention of FlashAttention's papers: five products of 2·N²·d instead of two).
+void BM_FlashBackward(benchmark::State& state) {
+  const int64_t B = state.range(0), Hq = state.range(1), Hkv = state.range(2), N = state.range(3),
+                d = state.range(4);
+  const bool causal = state.range(5) != 0;
+  attn::set_num_threads(g_threads);
+  const auto q = random_tensor({B, Hq, N, d}, 1), k = random_tensor({B, Hkv, N, d}, 2),
+             v = random_tensor({B, Hkv, N, d}, 3), dout = random_tensor({B, Hq, N, d}, 4);
+  attn::SdpaOptions<float> o;
+  o.is_causal = causal;
+  o.enable_gqa = Hq != Hkv;
+  attn::Tensor<float> out, lse;
+  attn::cpu::flash_attention_forward(q, k, v, o, out, lse);
+  benchmark::DoNotOptimize(attn::cpu::flash_attention_backward(dout, q, k, v, out, lse, o));  // warm-up
+  for (auto _ : state) {
+    auto g = attn::cpu::flash_attention_backward(dout, q, k, v, out, lse, o);
+    benchmark::DoNotOptimize(g.d_query.data());
+  }
+  const double flops = 2.5 * 4.0 * B * Hq * N * N * d * (causal ? 0.5 : 1.0);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(attn::cpu::current_simd_target() + (causal ? " causal" : "") +
+                 (Hq != Hkv ? " GQA " + std::to_string(Hq) + "/" + std::to_string(Hkv) : ""));
+}
+
 // Args: n (square n×n×n product, row-major, C = A·B).
 void BM_Sgemm(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
@@ -91,6 +116,7 @@ void attention_shapes(benchmark::internal::Benchmark* bm) {
 
 BENCHMARK(BM_Sgemm)->ArgName("n")->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FlashForward)->Apply(attention_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FlashBackward)->Apply(attention_shapes)->Unit(benchmark::kMillisecond)->UseRealTime();
 // N = 16384 takes seconds per iteration; run it with --benchmark_filter=N:16384.
 BENCHMARK(BM_FlashForward)
     ->ArgNames({"B", "Hq", "Hkv", "N", "d", "causal"})

@@ -1,9 +1,10 @@
-// cpu/flash_attention-inl.h — the SIMD kernels of the fast forward pass,
-// compiled once per target (AVX3, AVX2, SSE4, SSSE3, portable EMU128) by
-// flash_attention.cpp through Highway's foreach_target.h. Reference twin:
-// src/reference/sdpa.cpp, scaled_dot_product_attention.
+// cpu/flash_attention-inl.h — the SIMD kernels of the fast path, forward and
+// backward, compiled once per target (AVX3, AVX2, SSE4, SSSE3 and the
+// portable fallback) by flash_attention.cpp through Highway's
+// foreach_target.h. Reference twins: src/reference/sdpa.cpp,
+// scaled_dot_product_attention and scaled_dot_product_attention_backward.
 //
-// Work and memory, per call (FlashAttention-2, Dao 2023, on a CPU):
+// Forward, per call (FlashAttention-2, Dao 2023, on a CPU):
 //   1. pack: every key block is transposed into Kᵀ [Dk, Bc] and every value
 //      block copied into V [Bc, Dvp] (Dv padded to whole vectors), once per
 //      call, into the reused workspace. This is what makes strided inputs
@@ -18,8 +19,16 @@
 //        O = O·e^{m−m'} + P·V          same register tiles, O rescaled on load
 //      and at the end out = O / l, lse = m + log l. Key blocks that a causal
 //      or window mask hides from every row of the block are never visited.
-// The arithmetic of a row never depends on Br, the thread or the order of
-// work items, so results are bit-identical for any thread count.
+//   What backward needs: out and lse (nothing else is saved).
+//
+// Backward (see the comment above FlashBackward): P is recomputed from lse,
+// tile by tile, in two passes so that every gradient element is summed by one
+// thread in a fixed order — dQ by query block, dK and dV by key block — with
+// no atomics and no [Lq, Lk] buffer.
+//
+// The arithmetic of a row (forward) or of a gradient element (backward) never
+// depends on the thread or the order of work items, so results are
+// bit-identical for any thread count.
 
 #include <cmath>
 #include <cstdint>
@@ -49,12 +58,13 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using DI = hn::RebindToSigned<DF>;
 using VF = hn::Vec<DF>;
+using MF = hn::Mask<DF>;
 
 // ---- tiling -------------------------------------------------------------------
 // Keys per block. The same on every target so that every target rescales the
 // running sums at the same places (it changes rounding, not the math).
 constexpr int64_t kBlockK = 64;
-// Query rows of one register tile: MR rows × 2 vectors of accumulators, plus
+// Rows of one register tile: MR rows × 2 vectors of accumulators, plus
 // 2 vectors of Kᵀ (or V) and a broadcast, must fit the register file:
 // 6×2 + 3 = 15 of 16 on AVX2/SSE, 12×2 + 3 = 27 of 32 on AVX-512.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
@@ -62,10 +72,17 @@ constexpr int64_t kMR = 12;
 #else
 constexpr int64_t kMR = 6;
 #endif
-// Query rows per work item: ≈ 64, a whole number of register tiles. Bigger
-// blocks read each K/V block fewer times; smaller ones give more work items.
+// Query rows per work item: ≈ 64, a whole number of register tiles. (64 and
+// 128 measured alike on AVX2; 64 keeps a block's buffers in L1/L2.)
 constexpr int64_t kBlockQ = kMR * ((64 + kMR - 1) / kMR);
-
+// Key rows of the backward's dK/dV tiles: kBlockK rounded up to whole panels.
+constexpr int64_t kBlockKPadded = kMR * ((kBlockK + kMR - 1) / kMR);
+// Row stride of the score/weight tiles. The backward's dK/dV tiles read a
+// tile's columns in panels of kMR, so a row must have room for
+// kBlockKPadded columns (the extra ones are zeros); 16 more floats keep rows
+// 64-byte aligned.
+constexpr int64_t kSStride = kBlockK + 16;
+static_assert(kSStride >= kBlockKPadded, "score rows must hold whole panels");
 constexpr int64_t kRowsPadded = (kBlockQ + 15) / 16 * 16;
 
 constexpr float kLog2e = 1.44269504088896340736f;
@@ -73,70 +90,17 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Where everything lives in the workspace (in floats; each part 64-byte aligned).
-struct Layout {
-  int64_t nkb = 0;   // key blocks
-  int64_t nqb = 0;   // query blocks
-  int64_t dvp = 0;   // Dv rounded up to a whole register tile (2 vectors)
-  int64_t kt_per_head = 0, vp_per_head = 0;
-  int64_t kt_off = 0, vp_off = 0, flags_off = 0, scratch_off = 0, scratch_per_thread = 0, total = 0;
-  // inside one thread's scratch
-  int64_t qp_off = 0, s_off = 0, o_off = 0, m_off = 0, l_off = 0, alpha_off = 0, bmax_off = 0, mlog_off = 0,
-          lo_off = 0, hi_off = 0, drop_off = 0;
+// Floats of workspace, handed out in 64-byte aligned pieces.
+struct Carver {
+  int64_t used = 0;
+  int64_t take(int64_t floats) {
+    const int64_t at = used;
+    used += RoundUp(floats, 16);
+    return at;
+  }
 };
 
-inline Layout MakeLayout(const FlashForwardParams& p) {
-  const DF d;
-  const int64_t nr = 2 * static_cast<int64_t>(hn::Lanes(d));
-  Layout L;
-  L.nkb = (p.Lk + kBlockK - 1) / kBlockK;
-  L.nqb = (p.Lq + kBlockQ - 1) / kBlockQ;
-  L.dvp = RoundUp(p.Dv, nr);
-  L.kt_per_head = L.nkb * p.Dk * kBlockK;
-  L.vp_per_head = L.nkb * kBlockK * L.dvp;
-  const int64_t heads = p.B * p.Hkv;
-  int64_t off = 0;
-  auto take = [&off](int64_t floats) {
-    const int64_t at = off;
-    off += RoundUp(floats, 16);
-    return at;
-  };
-  L.kt_off = take(heads * L.kt_per_head);
-  L.vp_off = take(heads * L.vp_per_head);
-  L.flags_off = take((heads * L.nkb + 3) / 4);  // one byte per (head, key block)
-  // One thread's scratch; the int64 arrays take two floats per entry.
-  int64_t s = 0;
-  auto take_s = [&s](int64_t floats) {
-    const int64_t at = s;
-    s += RoundUp(floats, 16);
-    return at;
-  };
-  L.qp_off = take_s(kBlockQ * p.Dk);
-  L.s_off = take_s(kBlockQ * kBlockK);
-  L.o_off = take_s(kBlockQ * L.dvp);
-  // Per-row arrays, padded to whole vectors (RescaleRows works N rows at a time).
-  L.m_off = take_s(kRowsPadded);
-  L.l_off = take_s(kRowsPadded);
-  L.alpha_off = take_s(kRowsPadded);
-  L.bmax_off = take_s(kRowsPadded);
-  L.mlog_off = take_s(kRowsPadded);
-  L.lo_off = take_s(2 * kBlockQ);
-  L.hi_off = take_s(2 * kBlockQ);
-  L.drop_off = take_s(2 * kBlockQ);
-  L.scratch_per_thread = s;
-  L.scratch_off = off;
-  L.total = off + static_cast<int64_t>(p.threads) * s;
-  return L;
-}
-
-/// How many floats of workspace FlashForward needs for these parameters.
-int64_t FlashForwardWorkspaceFloats(const FlashForwardParams& p) { return MakeLayout(p).total; }
-
-struct Ctx {
-  const FlashForwardParams* p;
-  Layout L;
-  int64_t work_items;
-};
+inline int64_t TileWidth() { return 2 * static_cast<int64_t>(hn::Lanes(DF())); }
 
 // ---- exp ---------------------------------------------------------------------
 // 2^x for x <= ~0: 2^x = 2^n · 2^f with n = round(x), f = x − n in [−½, ½],
@@ -174,82 +138,263 @@ HWY_INLINE V Exp2(D d, V x) {
 
 // ---- register tiles ------------------------------------------------------------
 
-// S[r, 0..2N) = Σ_k Qp[k, r] · Kᵀ[k, 0..2N) for the kMR rows of one panel.
-// qp: the panel, [Dk][kMR] (so the kMR broadcasts of one k are adjacent);
-// kt: Kᵀ block at this column chunk, row stride kBlockK; s: row stride kBlockK.
-HWY_INLINE void ScoreTile(const float* HWY_RESTRICT qp, const float* HWY_RESTRICT kt, int64_t Dk,
-                          float* HWY_RESTRICT s) {
+// C[r, 0..2N) = Σ_k A[r, k] · Bᵀ[k, 0..2N) for the kMR rows of one panel —
+// S = Q·Kᵀ, and in the backward dP = dO·Vᵀ. A is either a packed panel
+// [K][kMR] (kPanel: the kMR broadcasts of one k are adjacent) or plain rows
+// with stride lda; Bᵀ: row stride kBlockK; C: row stride kSStride.
+template <bool kPanel>
+HWY_INLINE void ScoreTile(const float* HWY_RESTRICT a, int64_t lda, const float* HWY_RESTRICT bt, int64_t K,
+                          float* HWY_RESTRICT c) {
   const DF d;
   const size_t N = hn::Lanes(d);
   VF acc0[kMR], acc1[kMR];
 #pragma GCC unroll 16
   for (int64_t r = 0; r < kMR; ++r) acc0[r] = acc1[r] = hn::Zero(d);
-  for (int64_t k = 0; k < Dk; ++k) {
-    const VF k0 = hn::Load(d, kt + k * kBlockK);
-    const VF k1 = hn::Load(d, kt + k * kBlockK + N);
-    const float* q = qp + k * kMR;
+  for (int64_t k = 0; k < K; ++k) {
+    const VF b0 = hn::Load(d, bt + k * kBlockK);
+    const VF b1 = hn::Load(d, bt + k * kBlockK + N);
 #pragma GCC unroll 16
     for (int64_t r = 0; r < kMR; ++r) {
-      const VF qr = hn::Set(d, q[r]);
-      acc0[r] = hn::MulAdd(qr, k0, acc0[r]);
-      acc1[r] = hn::MulAdd(qr, k1, acc1[r]);
+      const VF ar = hn::Set(d, kPanel ? a[k * kMR + r] : a[r * lda + k]);
+      acc0[r] = hn::MulAdd(ar, b0, acc0[r]);
+      acc1[r] = hn::MulAdd(ar, b1, acc1[r]);
     }
   }
 #pragma GCC unroll 16
   for (int64_t r = 0; r < kMR; ++r) {
-    hn::Store(acc0[r], d, s + r * kBlockK);
-    hn::Store(acc1[r], d, s + r * kBlockK + N);
+    hn::Store(acc0[r], d, c + r * kSStride);
+    hn::Store(acc1[r], d, c + r * kSStride + N);
   }
 }
 
-// O[r, 0..2N) = alpha[r] · O[r, 0..2N) + Σ_j P[r, j] · V[j, 0..2N) for one
-// panel of kMR rows. p: row stride kBlockK; v: row stride dvp; o: row stride dvp.
-HWY_INLINE void AccumulateTile(const float* HWY_RESTRICT p, int64_t count, const float* HWY_RESTRICT v,
-                               int64_t dvp, const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o) {
+// O[r, 0..2N) = alpha[r]·O[r, 0..2N) + Σ_j P(r, j) · B[j, 0..2N) for one
+// panel of kMR rows, P(r, j) = p[r·kPRow + j·kPCol]: O += P·V in the forward
+// (P's rows), dQ += dS·K, and dV += Pᵀ·dO, dK += dSᵀ·Q in the backward (P's
+// columns: kPRow = 1). alpha == nullptr: no rescaling. B, O: row strides ldb, ldo.
+template <int64_t kPRow, int64_t kPCol>
+HWY_INLINE void AccumulateTile(const float* HWY_RESTRICT p, int64_t count, const float* HWY_RESTRICT b,
+                               int64_t ldb, const float* HWY_RESTRICT alpha, float* HWY_RESTRICT o, int64_t ldo) {
   const DF d;
   const size_t N = hn::Lanes(d);
   VF acc0[kMR], acc1[kMR];
 #pragma GCC unroll 16
   for (int64_t r = 0; r < kMR; ++r) {
-    const VF a = hn::Set(d, alpha[r]);
-    acc0[r] = hn::Mul(hn::Load(d, o + r * dvp), a);
-    acc1[r] = hn::Mul(hn::Load(d, o + r * dvp + N), a);
+    acc0[r] = hn::Load(d, o + r * ldo);
+    acc1[r] = hn::Load(d, o + r * ldo + N);
+    if (alpha) {
+      const VF a = hn::Set(d, alpha[r]);
+      acc0[r] = hn::Mul(acc0[r], a);
+      acc1[r] = hn::Mul(acc1[r], a);
+    }
   }
   for (int64_t j = 0; j < count; ++j) {
-    const VF v0 = hn::Load(d, v + j * dvp);
-    const VF v1 = hn::Load(d, v + j * dvp + N);
+    const VF b0 = hn::Load(d, b + j * ldb);
+    const VF b1 = hn::Load(d, b + j * ldb + N);
 #pragma GCC unroll 16
     for (int64_t r = 0; r < kMR; ++r) {
-      const VF pr = hn::Set(d, p[r * kBlockK + j]);
-      acc0[r] = hn::MulAdd(pr, v0, acc0[r]);
-      acc1[r] = hn::MulAdd(pr, v1, acc1[r]);
+      const VF pr = hn::Set(d, p[r * kPRow + j * kPCol]);
+      acc0[r] = hn::MulAdd(pr, b0, acc0[r]);
+      acc1[r] = hn::MulAdd(pr, b1, acc1[r]);
     }
   }
 #pragma GCC unroll 16
   for (int64_t r = 0; r < kMR; ++r) {
-    hn::Store(acc0[r], d, o + r * dvp);
-    hn::Store(acc1[r], d, o + r * dvp + N);
+    hn::Store(acc0[r], d, o + r * ldo);
+    hn::Store(acc1[r], d, o + r * ldo + N);
   }
 }
 
-// The same update for one row when the value block holds NaN/Inf: weights
+// One row of the same update when B holds NaN/Inf somewhere: coefficients
 // that are exactly 0 (hidden, dropped or underflowed keys) are skipped, not
-// multiplied, as the reference does, so those values never reach the output.
-HWY_INLINE void AccumulateRowSkippingZeros(const float* HWY_RESTRICT p, int64_t count,
-                                           const float* HWY_RESTRICT v, int64_t dvp, float alpha,
+// multiplied, as the reference does, so those values never reach the result.
+// P(j) = p[j·p_step]; `width` is a whole number of vectors.
+HWY_INLINE void AccumulateRowSkippingZeros(const float* HWY_RESTRICT p, int64_t p_step, int64_t count,
+                                           const float* HWY_RESTRICT b, int64_t ldb, int64_t width, float alpha,
                                            float* HWY_RESTRICT o) {
   const DF d;
-  const size_t N = hn::Lanes(d);
-  for (int64_t c = 0; c < dvp; c += static_cast<int64_t>(N)) hn::Store(hn::Mul(hn::Load(d, o + c), hn::Set(d, alpha)), d, o + c);
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t c = 0; c < width; c += N) hn::Store(hn::Mul(hn::Load(d, o + c), hn::Set(d, alpha)), d, o + c);
   for (int64_t j = 0; j < count; ++j) {
-    if (p[j] == 0.0f) continue;
-    const VF pj = hn::Set(d, p[j]);
-    for (int64_t c = 0; c < dvp; c += static_cast<int64_t>(N))
-      hn::Store(hn::MulAdd(pj, hn::Load(d, v + j * dvp + c), hn::Load(d, o + c)), d, o + c);
+    const float pj = p[j * p_step];
+    if (pj == 0.0f) continue;
+    for (int64_t c = 0; c < width; c += N)
+      hn::Store(hn::MulAdd(hn::Set(d, pj), hn::Load(d, b + j * ldb + c), hn::Load(d, o + c)), d, o + c);
   }
 }
 
 // ---- packing -----------------------------------------------------------------
+
+// Bᵀ [rows_out = width][kBlockK] from `count` rows of a strided matrix
+// (src[j·rs + x·cs], x < width), zero-padded to kBlockK columns.
+HWY_INLINE void PackTransposed(const float* src, int64_t rs, int64_t cs, int64_t count, int64_t width,
+                               float* HWY_RESTRICT dst) {
+  for (int64_t j = 0; j < count; ++j)
+    for (int64_t x = 0; x < width; ++x) dst[x * kBlockK + j] = src[j * rs + x * cs];
+  for (int64_t x = 0; x < width; ++x)
+    for (int64_t j = count; j < kBlockK; ++j) dst[x * kBlockK + j] = 0.0f;
+}
+
+// Rows [rows_out][ld] from `count` rows of a strided matrix, zero-padded to
+// `rows_out` rows and `ld` columns. Returns false if a copied value is NaN/Inf.
+HWY_INLINE bool PackRows(const float* src, int64_t rs, int64_t cs, int64_t count, int64_t width, int64_t rows_out,
+                         int64_t ld, float* HWY_RESTRICT dst) {
+  bool finite = true;
+  for (int64_t j = 0; j < rows_out; ++j) {
+    float* row = dst + j * ld;
+    int64_t x = 0;
+    if (j < count)
+      for (; x < width; ++x) {
+        const float value = src[j * rs + x * cs];
+        finite &= (value - value == 0.0f);  // false exactly for ±Inf and NaN
+        row[x] = value;
+      }
+    for (; x < ld; ++x) row[x] = 0.0f;
+  }
+  return finite;
+}
+
+// ---- scores --------------------------------------------------------------------
+
+// Keys query row i may see at all: [lo, hi), from causality, the window and
+// Lk (masks are per element, see ScoreVector). Both ends grow with i, so a
+// block of rows sees [lo(first row), hi(last row)).
+struct KeyRange {
+  int64_t lo, hi;
+};
+HWY_INLINE KeyRange VisibleKeys(const FlashForwardParams& p, int64_t i) {
+  int64_t first = 0, end = p.Lk;
+  if (p.causal) end = std::min(end, i + p.diag + 1);
+  if (p.window_right >= 0) end = std::min(end, i + p.diag + p.window_right + 1);
+  if (p.window_left >= 0) first = std::max(first, i + p.diag - p.window_left);
+  return {first, std::max(end, first)};
+}
+
+// What turns the raw q·k of query (b, h, i) into scores (see ScoreVector).
+struct RowScore {
+  int64_t b, h, i;
+  KeyRange keys;
+  float slope;         // ALiBi slope of (b, h); 0 without ALiBi
+  const float* fmask;  // float-mask row (b, h, i, ·), or null
+  const bool* bmask;   // bool-mask row (b, h, i, ·), or null
+};
+
+HWY_INLINE RowScore MakeRowScore(const FlashForwardParams& p, int64_t b, int64_t h, int64_t i) {
+  RowScore row{b, h, i, VisibleKeys(p, i), 0.0f, nullptr, nullptr};
+  if (p.alibi) row.slope = p.alibi[b * p.alibi_stride[0] + h * p.alibi_stride[1]];
+  if (p.float_mask)
+    row.fmask = p.float_mask + b * p.float_mask_stride[0] + h * p.float_mask_stride[1] + i * p.float_mask_stride[2];
+  if (p.bool_mask)
+    row.bmask = p.bool_mask + b * p.bool_mask_stride[0] + h * p.bool_mask_stride[1] + i * p.bool_mask_stride[2];
+  return row;
+}
+
+// The scores of keys key0 .. key0 + N − 1 from their raw q·k, in the
+// reference's order: s = scale·raw; s = cap·tanh(s/cap) (softcap; *t gets
+// the tanh, which the backward differentiates); s += (ALiBi bias + float
+// mask). *hidden marks the keys that causality, the window, Lk, a False or a
+// −∞ mask hide. Hidden lanes hold garbage; callers select them away.
+HWY_INLINE VF ScoreVector(const FlashForwardParams& p, const RowScore& row, VF raw, int64_t key0, MF* hidden,
+                          VF* t) {
+  const DF d;
+  const DI di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  VF s = hn::Mul(raw, hn::Set(d, p.scale));
+  if (p.softcap > 0.0f) {
+    const VF cap = hn::Set(d, p.softcap);
+    *t = hn::Tanh(d, hn::Div(s, cap));
+    s = hn::Mul(cap, *t);
+  }
+  const auto key = hn::Iota(di, static_cast<int32_t>(key0));
+  // (No integer >= in this Highway: key >= hi is hi − 1 < key.)
+  *hidden = hn::RebindMask(d, hn::Or(hn::Lt(key, hn::Set(di, static_cast<int32_t>(row.keys.lo))),
+                                     hn::Lt(hn::Set(di, static_cast<int32_t>(row.keys.hi - 1)), key)));
+  HWY_ALIGN float gathered[hn::MaxLanes(DF())];
+  if (p.alibi || row.fmask) {
+    VF bias = hn::Zero(d);
+    if (p.alibi) {
+      const auto diag_i = hn::Set(di, static_cast<int32_t>(row.i + p.diag));
+      const VF distance = hn::ConvertTo(d, hn::Abs(hn::Sub(diag_i, key)));
+      bias = hn::Neg(hn::Mul(hn::Set(d, row.slope), distance));
+    }
+    if (row.fmask) {
+      for (int64_t x = 0; x < N; ++x) {
+        const int64_t j = key0 + x;
+        gathered[x] = j < p.Lk ? row.fmask[j * p.float_mask_stride[3]] : 0.0f;
+      }
+      const VF mask = hn::Load(d, gathered);
+      *hidden = hn::Or(*hidden, hn::Eq(mask, hn::Set(d, kNegInf)));  // −∞ hides the key, as False does
+      bias = hn::Add(bias, mask);
+    }
+    s = hn::Add(s, bias);
+  }
+  if (row.bmask) {
+    for (int64_t x = 0; x < N; ++x) {
+      const int64_t j = key0 + x;
+      gathered[x] = (j < p.Lk && row.bmask[j * p.bool_mask_stride[3]]) ? 1.0f : 0.0f;
+    }
+    *hidden = hn::Or(*hidden, hn::Eq(hn::Load(d, gathered), hn::Zero(d)));
+  }
+  return s;
+}
+
+// Does every row of [first_row, last_row] see every key of block jb with
+// nothing added to its scores? Then the tile needs only the scale.
+HWY_INLINE bool PlainBlock(const FlashForwardParams& p, KeyRange first_row, KeyRange last_row, int64_t jb) {
+  const bool has_bias = p.softcap > 0.0f || p.alibi || p.float_mask || p.bool_mask;
+  return !has_bias && last_row.lo <= jb && jb + kBlockK <= first_row.hi;
+}
+
+// =====================================================================================
+// Forward
+// =====================================================================================
+
+// Where everything lives in the workspace (in floats).
+struct Layout {
+  int64_t nkb = 0;   // key blocks
+  int64_t nqb = 0;   // query blocks
+  int64_t dvp = 0;   // Dv rounded up to a whole register tile (2 vectors)
+  int64_t kt_per_head = 0, vp_per_head = 0;
+  int64_t kt_off = 0, vp_off = 0, flags_off = 0, scratch_off = 0, scratch_per_thread = 0, total = 0;
+  // inside one thread's scratch
+  int64_t qp_off = 0, s_off = 0, o_off = 0, m_off = 0, l_off = 0, alpha_off = 0, bmax_off = 0, mlog_off = 0,
+          drop_off = 0;
+};
+
+inline Layout MakeLayout(const FlashForwardParams& p) {
+  Layout L;
+  L.nkb = (p.Lk + kBlockK - 1) / kBlockK;
+  L.nqb = (p.Lq + kBlockQ - 1) / kBlockQ;
+  L.dvp = RoundUp(p.Dv, TileWidth());
+  L.kt_per_head = L.nkb * p.Dk * kBlockK;
+  L.vp_per_head = L.nkb * kBlockK * L.dvp;
+  const int64_t heads = p.B * p.Hkv;
+  Carver all;
+  L.kt_off = all.take(heads * L.kt_per_head);
+  L.vp_off = all.take(heads * L.vp_per_head);
+  L.flags_off = all.take((heads * L.nkb + 3) / 4);  // one byte per (head, key block)
+  Carver one;  // one thread's scratch; per-row arrays padded to whole vectors
+  L.qp_off = one.take(kBlockQ * p.Dk);
+  L.s_off = one.take(kBlockQ * kSStride);
+  L.o_off = one.take(kBlockQ * L.dvp);
+  L.m_off = one.take(kRowsPadded);
+  L.l_off = one.take(kRowsPadded);
+  L.alpha_off = one.take(kRowsPadded);
+  L.bmax_off = one.take(kRowsPadded);
+  L.mlog_off = one.take(kRowsPadded);
+  L.drop_off = one.take(2 * kRowsPadded);  // uint64
+  L.scratch_per_thread = one.used;
+  L.scratch_off = all.used;
+  L.total = all.used + static_cast<int64_t>(p.threads) * one.used;
+  return L;
+}
+
+/// How many floats of workspace FlashForward needs for these parameters.
+int64_t FlashForwardWorkspaceFloats(const FlashForwardParams& p) { return MakeLayout(p).total; }
+
+struct Ctx {
+  const FlashForwardParams* p;
+  Layout L;
+};
 
 // Pack key block kb of head (b, g) as Kᵀ [Dk][kBlockK] and value block as
 // V [kBlockK][dvp], zero-padded; flag the block if a value is not finite.
@@ -260,38 +405,22 @@ void PackKVBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
   const int64_t head = item / L.nkb, kb = item % L.nkb;  // head = b·Hkv + g
   const int64_t b = head / p.Hkv, g = head % p.Hkv;
   const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
-
-  float* kt = p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK;
   const float* k = p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
-  for (int64_t jj = 0; jj < count; ++jj)
-    for (int64_t x = 0; x < p.Dk; ++x) kt[x * kBlockK + jj] = k[jj * p.k_stride[2] + x * p.k_stride[3]];
-  for (int64_t x = 0; x < p.Dk; ++x)
-    for (int64_t jj = count; jj < kBlockK; ++jj) kt[x * kBlockK + jj] = 0.0f;
-
-  float* vp = p.workspace + L.vp_off + head * L.vp_per_head + jb * L.dvp;
   const float* v = p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
-  bool finite = true;
-  for (int64_t jj = 0; jj < kBlockK; ++jj) {
-    float* row = vp + jj * L.dvp;
-    int64_t x = 0;
-    if (jj < count)
-      for (; x < p.Dv; ++x) {
-        const float value = v[jj * p.v_stride[2] + x * p.v_stride[3]];
-        finite &= (value - value == 0.0f);  // false exactly for ±Inf and NaN
-        row[x] = value;
-      }
-    for (; x < L.dvp; ++x) row[x] = 0.0f;
-  }
+  PackTransposed(k, p.k_stride[2], p.k_stride[3], count, p.Dk,
+                 p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK);
+  const bool finite = PackRows(v, p.v_stride[2], p.v_stride[3], count, p.Dv, kBlockK, L.dvp,
+                               p.workspace + L.vp_off + head * L.vp_per_head + jb * L.dvp);
   reinterpret_cast<uint8_t*>(p.workspace + L.flags_off)[item] = finite ? 0 : 1;
 }
 
 // ---- the online softmax of one block ---------------------------------------------
 // Done in passes over all rows of the block, not row by row: each row's work
 // is a chain of dependent steps (max, reduce, exp, sum, reduce), and passes
-// give the core many independent rows to overlap.
+// give the core many independent rows to overlap (measured: 20% of the time
+// row by row, about half of that in passes).
 
-// Pass 1, plain case (every key of the block visible to every row, no
-// bias): the row max of scale·q·k. Rounding is monotone, so
+// Pass 1, plain block: the row max of scale·q·k. Rounding is monotone, so
 // max(fl(scale·x)) = fl(scale·max(x)) and the scaled scores need not be stored.
 HWY_INLINE float PlainRowMax(const float* HWY_RESTRICT s, float scale) {
   const DF d;
@@ -307,60 +436,17 @@ HWY_INLINE float PlainRowMax(const float* HWY_RESTRICT s, float scale) {
   return hn::GetLane(hn::MaxOfLanes(d, hn::Max(mx0, mx1))) * scale;
 }
 
-// Pass 1, general case: turns the raw q·k of query (b, h, i) against keys
-// jb.. into final scores in place, in the reference's order — scale,
-// softcap, + (ALiBi bias + float mask), −∞ where hidden — and returns their max.
-// Keys [lo, hi) are those causality, the window and Lk leave visible.
-HWY_INLINE float GeneralRow(const FlashForwardParams& p, int64_t b, int64_t h, int64_t i, int64_t lo, int64_t hi,
-                            int64_t jb, float* HWY_RESTRICT s) {
+// Pass 1, general block: raw q·k → final scores (−∞ where hidden), in place;
+// returns their max.
+HWY_INLINE float GeneralRowMax(const FlashForwardParams& p, const RowScore& row, int64_t jb, float* HWY_RESTRICT s) {
   const DF d;
-  const DI di;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const VF scale = hn::Set(d, p.scale);
-  const VF cap = hn::Set(d, p.softcap);
   const VF neg_inf = hn::Set(d, kNegInf);
-  const auto first = hn::Set(di, static_cast<int32_t>(lo));
-  const auto last = hn::Set(di, static_cast<int32_t>(hi - 1));  // (no integer >= in this Highway)
-  const auto diag_i = hn::Set(di, static_cast<int32_t>(i + p.diag));
-  const float slope = p.alibi ? p.alibi[b * p.alibi_stride[0] + h * p.alibi_stride[1]] : 0.0f;
-  const float* fmask =
-      p.float_mask ? p.float_mask + b * p.float_mask_stride[0] + h * p.float_mask_stride[1] + i * p.float_mask_stride[2]
-                   : nullptr;
-  const bool* bmask =
-      p.bool_mask ? p.bool_mask + b * p.bool_mask_stride[0] + h * p.bool_mask_stride[1] + i * p.bool_mask_stride[2]
-                  : nullptr;
-  HWY_ALIGN float gathered[hn::MaxLanes(DF())];
-  VF mx = neg_inf;
+  VF mx = neg_inf, t = hn::Zero(d);
+  MF hidden = hn::FirstN(d, 0);
   for (int64_t j = 0; j < kBlockK; j += N) {
-    VF x = hn::Mul(hn::Load(d, s + j), scale);
-    if (p.softcap > 0.0f) x = hn::Mul(cap, hn::Tanh(d, hn::Div(x, cap)));
-    const auto key = hn::Iota(di, static_cast<int32_t>(jb + j));
-    auto hide = hn::RebindMask(d, hn::Or(hn::Lt(key, first), hn::Lt(last, key)));
-    if (p.alibi || fmask) {
-      VF bias = hn::Zero(d);
-      if (p.alibi) {
-        const VF distance = hn::ConvertTo(d, hn::Abs(hn::Sub(diag_i, key)));
-        bias = hn::Neg(hn::Mul(hn::Set(d, slope), distance));
-      }
-      if (fmask) {
-        for (int64_t t = 0; t < N; ++t) {
-          const int64_t jj = jb + j + t;
-          gathered[t] = jj < p.Lk ? fmask[jj * p.float_mask_stride[3]] : 0.0f;
-        }
-        const VF mask = hn::Load(d, gathered);
-        hide = hn::Or(hide, hn::Eq(mask, neg_inf));  // −∞ hides the key, as False does
-        bias = hn::Add(bias, mask);
-      }
-      x = hn::Add(x, bias);
-    }
-    if (bmask) {
-      for (int64_t t = 0; t < N; ++t) {
-        const int64_t jj = jb + j + t;
-        gathered[t] = (jj < p.Lk && bmask[jj * p.bool_mask_stride[3]]) ? 1.0f : 0.0f;
-      }
-      hide = hn::Or(hide, hn::Eq(hn::Load(d, gathered), hn::Zero(d)));
-    }
-    x = hn::IfThenElse(hide, neg_inf, x);
+    const VF score = ScoreVector(p, row, hn::Load(d, s + j), jb + j, &hidden, &t);
+    const VF x = hn::IfThenElse(hidden, neg_inf, score);
     hn::Store(x, d, s + j);
     mx = hn::Max(x, mx);  // skips NaN, see PlainRowMax
   }
@@ -386,7 +472,7 @@ HWY_INLINE void RescaleRows(int64_t rows, const float* HWY_RESTRICT block_max, f
 }
 
 // Pass 3: P = 2^(s·c1 − m_log2) in place; returns the row sum. c1 is
-// log2(e), or scale·log2(e) when s still holds the raw q·k (plain case).
+// log2(e), or scale·log2(e) when s still holds the raw q·k (plain block).
 HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -409,9 +495,8 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
   const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
   const FlashForwardParams& p = *c.p;
   const Layout& L = c.L;
-  const DF d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t NR = 2 * N;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
+  const int64_t NR = TileWidth();
 
   // Heaviest blocks first (the last query rows see the most keys when causal).
   const int64_t bh = item % (p.B * p.Hq);
@@ -423,15 +508,13 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
 
   float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
   float* qp = scratch + L.qp_off;        // [panels][Dk][kMR]  the query block
-  float* s = scratch + L.s_off;          // [panels·kMR][kBlockK]  scores, then weights
+  float* s = scratch + L.s_off;          // [panels·kMR][kSStride]  scores, then weights
   float* o = scratch + L.o_off;          // [panels·kMR][dvp]  running Σ P·V
   float* m = scratch + L.m_off;          // [rows]  running max
   float* l = scratch + L.l_off;          // [rows]  running Σ exp(s − m)
   float* alpha = scratch + L.alpha_off;  // [rows]  this block's e^{m_old − m_new}
   float* bmax = scratch + L.bmax_off;    // [rows]  this block's row max
   float* mlog = scratch + L.mlog_off;    // [rows]  m·log2(e), for exp2
-  int64_t* lo = reinterpret_cast<int64_t*>(scratch + L.lo_off);  // [rows]  first visible key
-  int64_t* hi = reinterpret_cast<int64_t*>(scratch + L.hi_off);  // [rows]  one past the last
   uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);  // [rows]  dropout hash state
 
   // Q block, packed by register-tile panel; rows past Lq are zeros.
@@ -457,26 +540,15 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     alpha[r] = 1.0f;
     bmax[r] = kNegInf;
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = i0 + r;
-    // Keys row i may see at all: [lo, hi). Both grow with i, so the block's
-    // keys are [lo[0], hi[rows − 1]); whole key blocks outside are skipped.
-    int64_t first = 0, end = p.Lk;
-    if (p.causal) end = std::min(end, i + p.diag + 1);
-    if (p.window_right >= 0) end = std::min(end, i + p.diag + p.window_right + 1);
-    if (p.window_left >= 0) first = std::max(first, i + p.diag - p.window_left);
-    lo[r] = first;
-    hi[r] = std::max(end, first);
-    if (p.dropout_p > 0.0) drop[r] = dropout_row_state(p.dropout_seed, b, h, i);
-  }
+  if (p.dropout_p > 0.0)
+    for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
   std::memset(o, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dvp));
   const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
-  const bool has_bias = p.softcap > 0.0f || p.alibi || p.float_mask || p.bool_mask;
 
-  const int64_t key_first = lo[0], key_end = hi[rows - 1];
+  const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
   const uint8_t* flags = reinterpret_cast<const uint8_t*>(p.workspace + L.flags_off);
   const int64_t head = b * p.Hkv + g;
-  for (int64_t kb = key_first / kBlockK; key_end > key_first && kb * kBlockK < key_end; ++kb) {
+  for (int64_t kb = first_row.lo / kBlockK; last_row.hi > first_row.lo && kb * kBlockK < last_row.hi; ++kb) {
     const int64_t jb = kb * kBlockK;
     const int64_t count = std::min<int64_t>(kBlockK, p.Lk - jb);
     const float* kt = p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK;
@@ -485,26 +557,25 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     // S = Q·Kᵀ (raw q·k).
     for (int64_t pn = 0; pn < panels; ++pn)
       for (int64_t col = 0; col < kBlockK; col += NR)
-        ScoreTile(qp + pn * p.Dk * kMR, kt + col, p.Dk, s + pn * kMR * kBlockK + col);
+        ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
 
-    // Online softmax. Plain when every row sees every key of the block
-    // (lo only grows and hi too, so checking the last lo and first hi is
-    // enough) and nothing is added to the scores.
-    const bool plain = !has_bias && lo[rows - 1] <= jb && jb + kBlockK <= hi[0];
+    // Online softmax.
+    const bool plain = PlainBlock(p, first_row, last_row, jb);
     if (plain) {
-      for (int64_t r = 0; r < rows; ++r) bmax[r] = PlainRowMax(s + r * kBlockK, p.scale);
+      for (int64_t r = 0; r < rows; ++r) bmax[r] = PlainRowMax(s + r * kSStride, p.scale);
     } else {
-      for (int64_t r = 0; r < rows; ++r) bmax[r] = GeneralRow(p, b, h, i0 + r, lo[r], hi[r], jb, s + r * kBlockK);
+      for (int64_t r = 0; r < rows; ++r)
+        bmax[r] = GeneralRowMax(p, MakeRowScore(p, b, h, i0 + r), jb, s + r * kSStride);
     }
     RescaleRows(RoundUp(rows, N), bmax, m, alpha, mlog);
     const float c1 = plain ? p.scale * kLog2e : kLog2e;
-    for (int64_t r = 0; r < rows; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kBlockK, c1, mlog[r]);
+    for (int64_t r = 0; r < rows; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kSStride, c1, mlog[r]);
 
     // Dropout zeroes weights after the sum: lse and the normaliser l are the
     // softmax's; dropped weights only leave the P·V product.
     if (p.dropout_p > 0.0)
       for (int64_t r = 0; r < rows; ++r) {
-        float* w = s + r * kBlockK;
+        float* w = s + r * kSStride;
         for (int64_t j = 0; j < count; ++j)
           if (w[j] != 0.0f && !dropout_keep_j(drop[r], jb + j, drop_threshold)) w[j] = 0.0f;
       }
@@ -515,11 +586,11 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     if (!flags[head * L.nkb + kb]) {
       for (int64_t pn = 0; pn < panels; ++pn)
         for (int64_t col = 0; col < L.dvp; col += NR)
-          AccumulateTile(s + pn * kMR * kBlockK, count, vp + col, L.dvp, alpha + pn * kMR,
-                         o + pn * kMR * L.dvp + col);
+          AccumulateTile<kSStride, 1>(s + pn * kMR * kSStride, count, vp + col, L.dvp, alpha + pn * kMR,
+                                      o + pn * kMR * L.dvp + col, L.dvp);
     } else {
       for (int64_t r = 0; r < rows; ++r)
-        AccumulateRowSkippingZeros(s + r * kBlockK, count, vp, L.dvp, alpha[r], o + r * L.dvp);
+        AccumulateRowSkippingZeros(s + r * kSStride, 1, count, vp, L.dvp, L.dvp, alpha[r], o + r * L.dvp);
     }
   }
 
@@ -540,10 +611,372 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
 
 /// The whole forward pass on this target: pack K and V, then every work item.
 void FlashForward(const FlashForwardParams& p) {
-  Ctx c{&p, MakeLayout(p), 0};
+  Ctx c{&p, MakeLayout(p)};
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKVBlock, &c);
-  c.work_items = c.L.nqb * p.B * p.Hq;
-  parallel_for(c.work_items, p.threads, &ForwardItem, &c);
+  parallel_for(c.L.nqb * p.B * p.Hq, p.threads, &ForwardItem, &c);
+}
+
+// =====================================================================================
+// Backward
+// =====================================================================================
+//
+// Per query row i (the reference's comment, src/reference/sdpa.cpp), with
+// p = exp(s − lse), z the dropout factor (0 or 1/(1 − dropout_p)), w = p·z:
+//   in the forward pass this was  out_i = Σ_j w_ij v_j,  so
+//     dV_j += w_ij dO_i        dp_ij = z_ij (dO_i · v_j)
+//   in the forward pass this was  p = softmax(s) (with the sink in the sum),  so
+//     ds_ij = p_ij (dp_ij − D_i),  D_i = dO_i · out_i     d(sink) = −p_sink D_i
+//   in the forward pass this was  s = cap·tanh(scale·q·k / cap) + bias,  so
+//     dr_ij = ds_ij (1 − t_ij²)  (ds_ij without softcap)
+//     dQ_i += scale Σ_j dr_ij k_j          dK_j += scale Σ_i dr_ij q_i
+//
+// Buffers, per call (workspace):
+//   Kᵀ, Vᵀ [Dk|Dv][kBlockK] and K rows [kBlockK][Dkp] per key block;
+//   Q rows [kBlockQ][Dkp], dO rows [kBlockQ][Dvp], D and lse per query block.
+// Per work item (scratch): S → W and dP → dR tiles [kBlockQ][kSStride],
+// and the accumulator of the gradient it owns.
+//
+// Two passes, each the only writer of its gradients, summing in a fixed order:
+//   pass A, item = (query block, b, h):   S, dP, dR tiles for every visible
+//           key block, dQ += dR·K.                      3 matrix products
+//   pass B, item = (key block, b, g):     for every query head of the group
+//           and visible query block: S, dP, W, dR tiles, dV += Wᵀ·dO,
+//           dK += dRᵀ·Q.                                4 matrix products
+// 7 products instead of FlashAttention-2's 5: the price of needing neither
+// atomics nor a [Lq, Lk] buffer while staying bit-identical for any thread
+// count.
+
+struct BwdLayout {
+  int64_t nkb = 0, nqb = 0, dkp = 0, dvp = 0;
+  int64_t kt_per_head = 0, vt_per_head = 0, kr_per_head = 0;  // per (b, g)
+  int64_t qr_per_head = 0, dor_per_head = 0, rows_per_head = 0;  // per (b, h)
+  int64_t kt_off = 0, vt_off = 0, kr_off = 0, kflags_off = 0;
+  int64_t qr_off = 0, dor_off = 0, dd_off = 0, lse_off = 0, qflags_off = 0, dsink_off = 0;
+  int64_t scratch_off = 0, scratch_per_thread = 0, total = 0;
+  // inside one thread's scratch
+  int64_t s_off = 0, dp_off = 0, acc_off = 0, acc2_off = 0, drop_off = 0;
+};
+
+inline BwdLayout MakeBwdLayout(const FlashBackwardParams& bp) {
+  const FlashForwardParams& p = bp.f;
+  BwdLayout L;
+  L.nkb = (p.Lk + kBlockK - 1) / kBlockK;
+  L.nqb = (p.Lq + kBlockQ - 1) / kBlockQ;
+  L.dkp = RoundUp(p.Dk, TileWidth());
+  L.dvp = RoundUp(p.Dv, TileWidth());
+  L.kt_per_head = L.nkb * p.Dk * kBlockK;
+  L.vt_per_head = L.nkb * p.Dv * kBlockK;
+  L.kr_per_head = L.nkb * kBlockK * L.dkp;
+  L.qr_per_head = L.nqb * kBlockQ * L.dkp;
+  L.dor_per_head = L.nqb * kBlockQ * L.dvp;
+  L.rows_per_head = L.nqb * kBlockQ;
+  const int64_t kv_heads = p.B * p.Hkv, q_heads = p.B * p.Hq;
+  Carver all;
+  L.kt_off = all.take(kv_heads * L.kt_per_head);
+  L.vt_off = all.take(kv_heads * L.vt_per_head);
+  L.kr_off = all.take(kv_heads * L.kr_per_head);
+  L.kflags_off = all.take((kv_heads * L.nkb + 3) / 4);
+  L.qr_off = all.take(q_heads * L.qr_per_head);
+  L.dor_off = all.take(q_heads * L.dor_per_head);
+  L.dd_off = all.take(q_heads * L.rows_per_head);
+  L.lse_off = all.take(q_heads * L.rows_per_head);
+  L.qflags_off = all.take((q_heads * L.nqb + 3) / 4);
+  L.dsink_off = all.take(bp.d_sinks ? q_heads * L.rows_per_head : 0);
+  Carver one;
+  L.s_off = one.take(kBlockQ * kSStride);
+  L.dp_off = one.take(kBlockQ * kSStride);
+  L.acc_off = one.take(std::max(kBlockQ, kBlockKPadded) * L.dkp);  // dQ (pass A) or dK (pass B)
+  L.acc2_off = one.take(kBlockKPadded * L.dvp);                      // dV (pass B)
+  L.drop_off = one.take(2 * kRowsPadded);
+  L.scratch_per_thread = one.used;
+  L.scratch_off = all.used;
+  L.total = all.used + static_cast<int64_t>(p.threads) * one.used;
+  return L;
+}
+
+/// How many floats of workspace FlashBackward needs for these parameters.
+int64_t FlashBackwardWorkspaceFloats(const FlashBackwardParams& bp) { return MakeBwdLayout(bp).total; }
+
+struct BwdCtx {
+  const FlashBackwardParams* bp;
+  BwdLayout L;
+};
+
+// Key side of head (b, g), block kb: Kᵀ and Vᵀ (for the score and dP tiles),
+// K rows (for dQ += dR·K); flag the block if a key is not finite.
+void PackKeyBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
+  const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
+  const FlashForwardParams& p = c.bp->f;
+  const BwdLayout& L = c.L;
+  const int64_t head = item / L.nkb, kb = item % L.nkb;  // head = b·Hkv + g
+  const int64_t b = head / p.Hkv, g = head % p.Hkv;
+  const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+  float* ws = p.workspace;
+  const float* k = p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
+  const float* v = p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
+  PackTransposed(k, p.k_stride[2], p.k_stride[3], count, p.Dk, ws + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK);
+  PackTransposed(v, p.v_stride[2], p.v_stride[3], count, p.Dv, ws + L.vt_off + head * L.vt_per_head + kb * p.Dv * kBlockK);
+  const bool finite = PackRows(k, p.k_stride[2], p.k_stride[3], count, p.Dk, kBlockK, L.dkp,
+                               ws + L.kr_off + head * L.kr_per_head + jb * L.dkp);
+  reinterpret_cast<uint8_t*>(ws + L.kflags_off)[item] = finite ? 0 : 1;
+}
+
+// Query side of head (b, h), block qb: Q and dO rows, D_i = dO_i·out_i (in
+// the reference's order) and lse_i; flag the block if Q or dO is not finite.
+void PackQueryBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
+  const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
+  const FlashBackwardParams& bp = *c.bp;
+  const FlashForwardParams& p = bp.f;
+  const BwdLayout& L = c.L;
+  const int64_t head = item / L.nqb, qb = item % L.nqb;  // head = b·Hq + h
+  const int64_t b = head / p.Hq, h = head % p.Hq;
+  const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+  float* ws = p.workspace;
+  const float* q = p.q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2];
+  const float* dout = bp.dout + b * bp.dout_stride[0] + h * bp.dout_stride[1] + i0 * bp.dout_stride[2];
+  bool finite = PackRows(q, p.q_stride[2], p.q_stride[3], rows, p.Dk, kBlockQ, L.dkp,
+                         ws + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp);
+  finite &= PackRows(dout, bp.dout_stride[2], bp.dout_stride[3], rows, p.Dv, kBlockQ, L.dvp,
+                     ws + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp);
+  reinterpret_cast<uint8_t*>(ws + L.qflags_off)[item] = finite ? 0 : 1;
+  float* dd = ws + L.dd_off + head * L.rows_per_head + qb * kBlockQ;
+  float* lse = ws + L.lse_off + head * L.rows_per_head + qb * kBlockQ;
+  const float* out = bp.out + b * bp.out_stride[0] + h * bp.out_stride[1] + i0 * bp.out_stride[2];
+  const float* lse_in = bp.lse + b * bp.lse_stride[0] + h * bp.lse_stride[1] + i0 * bp.lse_stride[2];
+  for (int64_t r = 0; r < kBlockQ; ++r) {
+    float D = 0.0f, row_lse = kNegInf;
+    if (r < rows) {
+      for (int64_t x = 0; x < p.Dv; ++x)
+        D += dout[r * bp.dout_stride[2] + x * bp.dout_stride[3]] * out[r * bp.out_stride[2] + x * bp.out_stride[3]];
+      row_lse = lse_in[r * bp.lse_stride[2]];
+    }
+    dd[r] = D;
+    lse[r] = row_lse;
+  }
+}
+
+// One block's S and dP tiles (rows r < rows of query block qb, keys jb..)
+// turned into W = P·z (in s) and dR (in dp), in place. Also writes the float
+// mask's gradient ds when asked (pass A only: it owns every (i, j) once).
+//   p = exp(s − lse) (0 where hidden or the row saw nothing)
+//   dp = z·(dO·v) (0 where dropped: that value is never read)
+//   ds = p·(dp − D), dr = ds·(1 − t²) with softcap; 0 where hidden.
+HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L, int64_t b, int64_t h, int64_t qb,
+                              int64_t rows, int64_t jb, const uint64_t* drop, bool write_mask_grad,
+                              float* HWY_RESTRICT s, float* HWY_RESTRICT dp) {
+  const FlashForwardParams& p = bp.f;
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t head = b * p.Hq + h, i0 = qb * kBlockQ;
+  const float* dd = p.workspace + L.dd_off + head * L.rows_per_head + qb * kBlockQ;
+  const float* lse = p.workspace + L.lse_off + head * L.rows_per_head + qb * kBlockQ;
+  const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
+  const bool plain = PlainBlock(p, first_row, last_row, jb) && p.dropout_p <= 0.0 && !write_mask_grad;
+  const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
+  const VF log2e = hn::Set(d, kLog2e), zero = hn::Zero(d);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* srow = s + r * kSStride;
+    float* dprow = dp + r * kSStride;
+    // A row that saw no key (lse = −∞) gets zero gradient: p = 0 throughout.
+    const bool dead = lse[r] == kNegInf;
+    const VF lse2 = hn::Set(d, dead ? 0.0f : lse[r] * kLog2e);
+    const VF D = hn::Set(d, dd[r]);
+    if (plain && !dead) {
+      const VF c1 = hn::Set(d, p.scale * kLog2e);
+      for (int64_t j = 0; j < kBlockK; j += N) {
+        const VF pv = Exp2(d, hn::MulSub(hn::Load(d, srow + j), c1, lse2));
+        hn::Store(pv, d, srow + j);
+        hn::Store(hn::Mul(pv, hn::Sub(hn::Load(d, dprow + j), D)), d, dprow + j);
+      }
+      continue;
+    }
+    const RowScore row = MakeRowScore(p, b, h, i0 + r);
+    HWY_ALIGN float z[hn::MaxLanes(DF())];
+    for (int64_t j = 0; j < kBlockK; j += N) {
+      MF hidden = hn::FirstN(d, 0);
+      VF t = zero;
+      const VF sc = ScoreVector(p, row, hn::Load(d, srow + j), jb + j, &hidden, &t);
+      if (dead) hidden = hn::Not(hn::FirstN(d, 0));  // all lanes
+      const VF pv = hn::IfThenZeroElse(hidden, Exp2(d, hn::MulSub(sc, log2e, lse2)));
+      VF dpv = hn::Load(d, dprow + j);
+      VF wv = pv;
+      if (p.dropout_p > 0.0) {
+        for (int64_t x = 0; x < N; ++x) {
+          const int64_t jj = jb + j + x;
+          z[x] = jj < p.Lk && dropout_keep_j(drop[r], jj, drop_threshold) ? p.dropout_scale : 0.0f;
+        }
+        const VF zv = hn::Load(d, z);
+        const MF dropped = hn::Eq(zv, zero);
+        dpv = hn::IfThenZeroElse(dropped, hn::Mul(zv, dpv));
+        wv = hn::Mul(pv, zv);
+      }
+      VF ds = hn::IfThenZeroElse(hidden, hn::Mul(pv, hn::Sub(dpv, D)));
+      if (write_mask_grad) {  // each (b, h, i, j) is visited once in pass A
+        HWY_ALIGN float dsv[hn::MaxLanes(DF())];
+        hn::Store(ds, d, dsv);
+        float* dm = bp.d_mask + b * bp.d_mask_stride[0] + h * bp.d_mask_stride[1] + (i0 + r) * bp.d_mask_stride[2];
+        for (int64_t x = 0; x < N && jb + j + x < p.Lk; ++x) dm[(jb + j + x) * bp.d_mask_stride[3]] += dsv[x];
+      }
+      if (p.softcap > 0.0f) ds = hn::Mul(ds, hn::NegMulAdd(t, t, hn::Set(d, 1.0f)));
+      hn::Store(wv, d, srow + j);
+      hn::Store(ds, d, dprow + j);
+    }
+  }
+}
+
+// Pass A: dQ for one block of query rows of head (b, h).
+void DQueryItem(void* ctx_ptr, int64_t item, int thread) {
+  const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
+  const FlashBackwardParams& bp = *c.bp;
+  const FlashForwardParams& p = bp.f;
+  const BwdLayout& L = c.L;
+  const int64_t NR = TileWidth();
+  const int64_t bh = item % (p.B * p.Hq);
+  const int64_t qb = L.nqb - 1 - item / (p.B * p.Hq);  // heaviest first
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
+  const int64_t head = b * p.Hq + h, kv_head = b * p.Hkv + g;
+  const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+  const int64_t panels = (rows + kMR - 1) / kMR;
+
+  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
+  float* s = scratch + L.s_off;      // [kBlockQ][kSStride]  S, then W
+  float* dp = scratch + L.dp_off;    // [kBlockQ][kSStride]  dP, then dR
+  float* dq = scratch + L.acc_off;   // [kBlockQ][dkp]  Σ dR·K
+  uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);
+  const float* qr = p.workspace + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp;
+  const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
+  const uint8_t* kflags = reinterpret_cast<const uint8_t*>(p.workspace + L.kflags_off);
+  std::memset(dq, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dkp));
+  if (p.dropout_p > 0.0)
+    for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+
+  const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
+  for (int64_t kb = first_row.lo / kBlockK; last_row.hi > first_row.lo && kb * kBlockK < last_row.hi; ++kb) {
+    const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+    const float* kt = p.workspace + L.kt_off + kv_head * L.kt_per_head + kb * p.Dk * kBlockK;
+    const float* vt = p.workspace + L.vt_off + kv_head * L.vt_per_head + kb * p.Dv * kBlockK;
+    const float* kr = p.workspace + L.kr_off + kv_head * L.kr_per_head + jb * L.dkp;
+    for (int64_t pn = 0; pn < panels; ++pn)
+      for (int64_t col = 0; col < kBlockK; col += NR) {
+        ScoreTile<false>(qr + pn * kMR * L.dkp, L.dkp, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+        ScoreTile<false>(dor + pn * kMR * L.dvp, L.dvp, vt + col, p.Dv, dp + pn * kMR * kSStride + col);
+      }
+    GradientTiles(bp, L, b, h, qb, rows, jb, drop, bp.d_mask != nullptr, s, dp);
+    // Padding rows r >= rows: their dR is whatever the tiles hold (finite),
+    // and their dQ is never written out.
+    if (!kflags[kv_head * L.nkb + kb]) {
+      for (int64_t pn = 0; pn < panels; ++pn)
+        for (int64_t col = 0; col < L.dkp; col += NR)
+          AccumulateTile<kSStride, 1>(dp + pn * kMR * kSStride, count, kr + col, L.dkp, nullptr,
+                                      dq + pn * kMR * L.dkp + col, L.dkp);
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        AccumulateRowSkippingZeros(dp + r * kSStride, 1, count, kr, L.dkp, L.dkp, 1.0f, dq + r * L.dkp);
+    }
+  }
+
+  float* out = bp.dq + b * bp.dq_stride[0] + h * bp.dq_stride[1];
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < p.Dk; ++x) out[(i0 + r) * bp.dq_stride[2] + x * bp.dq_stride[3]] = p.scale * dq[r * L.dkp + x];
+  if (bp.d_sinks) {  // −p_sink·D per row; summed over rows in a fixed order at the end
+    const float sink = p.sinks[h * p.sinks_stride];
+    const float* dd = p.workspace + L.dd_off + head * L.rows_per_head + qb * kBlockQ;
+    const float* lse = p.workspace + L.lse_off + head * L.rows_per_head + qb * kBlockQ;
+    float* dsink = p.workspace + L.dsink_off + head * L.rows_per_head + qb * kBlockQ;
+    for (int64_t r = 0; r < rows; ++r) dsink[r] = lse[r] == kNegInf ? 0.0f : -std::exp(sink - lse[r]) * dd[r];
+  }
+}
+
+// Pass B: dK and dV for one key block of key/value head (b, g), summed over
+// the query heads of its group and their query blocks, in that order.
+void DKeyValueItem(void* ctx_ptr, int64_t item, int thread) {
+  const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
+  const FlashBackwardParams& bp = *c.bp;
+  const FlashForwardParams& p = bp.f;
+  const BwdLayout& L = c.L;
+  const int64_t NR = TileWidth();
+  const int64_t bg = item % (p.B * p.Hkv);
+  const int64_t kb = item / (p.B * p.Hkv);  // first key blocks first: most queries see them when causal
+  const int64_t b = bg / p.Hkv, g = bg % p.Hkv, kv_head = b * p.Hkv + g;
+  const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+  constexpr int64_t kPanelsK = kBlockKPadded / kMR;
+
+  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
+  float* s = scratch + L.s_off;
+  float* dp = scratch + L.dp_off;
+  float* dk = scratch + L.acc_off;   // [kBlockKPadded][dkp]  Σ dRᵀ·Q
+  float* dv = scratch + L.acc2_off;  // [kBlockKPadded][dvp]  Σ Wᵀ·dO
+  uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);
+  std::memset(dk, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dkp));
+  std::memset(dv, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dvp));
+  // The tiles' columns kBlockK..kBlockKPadded are read as panels: keep them 0.
+  for (int64_t r = 0; r < kBlockQ; ++r)
+    for (int64_t j = kBlockK; j < kSStride; ++j) s[r * kSStride + j] = dp[r * kSStride + j] = 0.0f;
+  const float* kt = p.workspace + L.kt_off + kv_head * L.kt_per_head + kb * p.Dk * kBlockK;
+  const float* vt = p.workspace + L.vt_off + kv_head * L.vt_per_head + kb * p.Dv * kBlockK;
+  const uint8_t* qflags = reinterpret_cast<const uint8_t*>(p.workspace + L.qflags_off);
+
+  for (int64_t h = g * p.group; h < (g + 1) * p.group; ++h) {
+    const int64_t head = b * p.Hq + h;
+    for (int64_t qb = 0; qb < L.nqb; ++qb) {
+      const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+      const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
+      if (last_row.hi <= jb || first_row.lo >= jb + kBlockK || last_row.hi <= first_row.lo) continue;
+      const int64_t panels = (rows + kMR - 1) / kMR;
+      const float* qr = p.workspace + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp;
+      const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
+      if (p.dropout_p > 0.0)
+        for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+      for (int64_t pn = 0; pn < panels; ++pn)
+        for (int64_t col = 0; col < kBlockK; col += NR) {
+          ScoreTile<false>(qr + pn * kMR * L.dkp, L.dkp, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+          ScoreTile<false>(dor + pn * kMR * L.dvp, L.dvp, vt + col, p.Dv, dp + pn * kMR * kSStride + col);
+        }
+      GradientTiles(bp, L, b, h, qb, rows, jb, drop, false, s, dp);
+      // dV += Wᵀ·dO and dK += dRᵀ·Q over the block's real rows only.
+      if (!qflags[head * L.nqb + qb]) {
+        for (int64_t pn = 0; pn < kPanelsK; ++pn) {
+          for (int64_t col = 0; col < L.dvp; col += NR)
+            AccumulateTile<1, kSStride>(s + pn * kMR, rows, dor + col, L.dvp, nullptr, dv + pn * kMR * L.dvp + col,
+                                        L.dvp);
+          for (int64_t col = 0; col < L.dkp; col += NR)
+            AccumulateTile<1, kSStride>(dp + pn * kMR, rows, qr + col, L.dkp, nullptr, dk + pn * kMR * L.dkp + col,
+                                        L.dkp);
+        }
+      } else {
+        for (int64_t j = 0; j < count; ++j) {
+          AccumulateRowSkippingZeros(s + j, kSStride, rows, dor, L.dvp, L.dvp, 1.0f, dv + j * L.dvp);
+          AccumulateRowSkippingZeros(dp + j, kSStride, rows, qr, L.dkp, L.dkp, 1.0f, dk + j * L.dkp);
+        }
+      }
+    }
+  }
+
+  float* dk_out = bp.dk + b * bp.dk_stride[0] + g * bp.dk_stride[1];
+  float* dv_out = bp.dv + b * bp.dv_stride[0] + g * bp.dv_stride[1];
+  for (int64_t j = 0; j < count; ++j) {
+    for (int64_t x = 0; x < p.Dk; ++x) dk_out[(jb + j) * bp.dk_stride[2] + x * bp.dk_stride[3]] = p.scale * dk[j * L.dkp + x];
+    for (int64_t x = 0; x < p.Dv; ++x) dv_out[(jb + j) * bp.dv_stride[2] + x * bp.dv_stride[3]] = dv[j * L.dvp + x];
+  }
+}
+
+/// The whole backward pass on this target.
+void FlashBackward(const FlashBackwardParams& bp) {
+  const FlashForwardParams& p = bp.f;
+  BwdCtx c{&bp, MakeBwdLayout(bp)};
+  parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKeyBlock, &c);
+  parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &PackQueryBlock, &c);
+  parallel_for(c.L.nqb * p.B * p.Hq, p.threads, &DQueryItem, &c);
+  parallel_for(c.L.nkb * p.B * p.Hkv, p.threads, &DKeyValueItem, &c);
+  if (bp.d_sinks)  // Σ over batch and rows, in that order, for each head
+    for (int64_t h = 0; h < p.Hq; ++h) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < p.B; ++b) {
+        const float* dsink = p.workspace + c.L.dsink_off + (b * p.Hq + h) * c.L.rows_per_head;
+        for (int64_t i = 0; i < p.Lq; ++i) sum += dsink[i];
+      }
+      bp.d_sinks[h * bp.d_sinks_stride] = sum;
+    }
 }
 
 /// The name of this target, for tests and benchmarks.

@@ -31,6 +31,8 @@ namespace attn::cpu {
 
 HWY_EXPORT(FlashForwardWorkspaceFloats);
 HWY_EXPORT(FlashForward);
+HWY_EXPORT(FlashBackwardWorkspaceFloats);
+HWY_EXPORT(FlashBackward);
 HWY_EXPORT(TargetName);
 
 namespace {
@@ -128,12 +130,22 @@ bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const 
   return query.size(2) < kMaxLength && key.size(2) < kMaxLength;
 }
 
-void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
-                             const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse) {
-  const char* fn = "flash_attention_forward";
+namespace {
+
+// The parameters shared by forward and backward, and the broadcast views
+// they point into (kept alive for the duration of the call).
+struct Prepared {
+  FlashForwardParams p;
+  Tensor<float> alibi, float_mask;
+  Tensor<bool> bool_mask;
+};
+
+Prepared prepare(const char* fn, const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                 const SdpaOptions<float>& o) {
   if (!flash_supports(query, key, value, o))
     throw ValueError(std::string(fn) + ": arguments not supported by the fast path (see flash_supports)");
-  FlashForwardParams p;
+  Prepared prep;
+  FlashForwardParams& p = prep.p;
   p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
   p.Hkv = key.size(1), p.Lk = key.size(2), p.Dv = value.size(3);
   if (key.size(0) != p.B || key.size(3) != p.Dk || value.size(0) != p.B || value.size(1) != p.Hkv ||
@@ -142,43 +154,30 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
                      " and value " + shape_str(value.shape()) +
                      " do not fit [B, Hq, Lq, Dk], [B, Hkv, Lk, Dk], [B, Hkv, Lk, Dv] with Hq a multiple of Hkv");
   p.group = p.Hkv > 0 ? p.Hq / p.Hkv : 1;
-
-  const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
-  if (!out.defined()) out = Tensor<float>(out_shape);
-  if (!lse.defined()) lse = Tensor<float>(lse_shape);
-  if (out.shape() != out_shape || lse.shape() != lse_shape)
-    throw ShapeError(std::string(fn) + ": out has shape " + shape_str(out.shape()) + " and lse " +
-                     shape_str(lse.shape()) + ", expected " + shape_str(out_shape) + " and " + shape_str(lse_shape));
-
-  p.q = query.data(), p.k = key.data(), p.v = value.data(), p.out = out.data(), p.lse = lse.data();
+  p.q = query.data(), p.k = key.data(), p.v = value.data();
   copy_strides(query.strides(), p.q_stride);
   copy_strides(key.strides(), p.k_stride);
   copy_strides(value.strides(), p.v_stride);
-  copy_strides(out.strides(), p.out_stride);
-  copy_strides(lse.strides(), p.lse_stride);
 
   // The score's ingredients, converted exactly as the reference converts them.
   const double scale = o.scale ? *o.scale : (p.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(p.Dk)) : 1.0);
   p.scale = static_cast<float>(scale);
   p.softcap = static_cast<float>(o.softcap);
-  // Broadcast views keep the caller's storage alive until the kernels are done.
   const Shape scores_shape{p.B, p.Hq, p.Lq, p.Lk};
-  Tensor<float> alibi, float_mask;
-  Tensor<bool> bool_mask;
   if (o.alibi_slopes.defined()) {
-    alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
-    p.alibi = alibi.data();
-    copy_strides(alibi.strides(), p.alibi_stride);
+    prep.alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
+    p.alibi = prep.alibi.data();
+    copy_strides(prep.alibi.strides(), p.alibi_stride);
   }
   if (o.float_mask.defined()) {
-    float_mask = o.float_mask.expand(scores_shape, "float_mask");
-    p.float_mask = float_mask.data();
-    copy_strides(float_mask.strides(), p.float_mask_stride);
+    prep.float_mask = o.float_mask.expand(scores_shape, "float_mask");
+    p.float_mask = prep.float_mask.data();
+    copy_strides(prep.float_mask.strides(), p.float_mask_stride);
   }
   if (o.bool_mask.defined()) {
-    bool_mask = o.bool_mask.expand(scores_shape, "bool_mask");
-    p.bool_mask = bool_mask.data();
-    copy_strides(bool_mask.strides(), p.bool_mask_stride);
+    prep.bool_mask = o.bool_mask.expand(scores_shape, "bool_mask");
+    p.bool_mask = prep.bool_mask.data();
+    copy_strides(prep.bool_mask.strides(), p.bool_mask_stride);
   }
   if (o.sinks.defined()) {
     p.sinks = o.sinks.data();
@@ -192,11 +191,104 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   p.dropout_seed = o.dropout_seed;
   p.dropout_scale = static_cast<float>(1.0 / (1.0 - o.dropout_p));
   p.threads = get_num_threads();
+  return prep;
+}
+
+void require_shape(const char* fn, const char* arg, const Tensor<float>& t, const Shape& want) {
+  if (!t.defined() || t.shape() != want)
+    throw ShapeError(std::string(fn) + ": " + arg + " has shape " +
+                     (t.defined() ? shape_str(t.shape()) : std::string("(undefined)")) + ", expected " +
+                     shape_str(want));
+}
+
+}  // namespace
+
+void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse) {
+  const char* fn = "flash_attention_forward";
+  Prepared prep = prepare(fn, query, key, value, o);
+  FlashForwardParams& p = prep.p;
+  const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
+  if (!out.defined()) out = Tensor<float>(out_shape);
+  if (!lse.defined()) lse = Tensor<float>(lse_shape);
+  require_shape(fn, "out", out, out_shape);
+  require_shape(fn, "lse", lse, lse_shape);
+  p.out = out.data(), p.lse = lse.data();
+  copy_strides(out.strides(), p.out_stride);
+  copy_strides(lse.strides(), p.lse_stride);
 
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
   const size_t target = chosen_index();
   p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p));
   HWY_DISPATCH_TABLE(FlashForward)[target](p);
+}
+
+bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& options, bool need_float_mask_grad) {
+  if (!flash_supports(query, key, value, options)) return false;
+  if (!need_float_mask_grad || !options.float_mask.defined()) return true;
+  // The mask's gradient sums ds over the dims the mask is broadcast along.
+  // Summed across query heads, batches or query blocks it would need a
+  // cross-thread reduction; the fast path only takes masks that broadcast
+  // along the key dim (summed in order within a row) or not at all.
+  if (query.dim() != 4 || key.dim() != 4) return false;
+  const Shape scores{query.size(0), query.size(1), query.size(2), key.size(2)};
+  const Shape& m = options.float_mask.shape();
+  for (size_t d = 0; d < 3; ++d) {
+    const int64_t k = static_cast<int64_t>(d) - 4 + static_cast<int64_t>(m.size());  // mask dim aligned with d
+    const int64_t size = k >= 0 ? m[static_cast<size_t>(k)] : 1;
+    if (scores[d] > 1 && size == 1) return false;
+  }
+  return true;
+}
+
+SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, const Tensor<float>& query,
+                                              const Tensor<float>& key, const Tensor<float>& value,
+                                              const Tensor<float>& output, const Tensor<float>& lse,
+                                              const SdpaOptions<float>& o, bool need_float_mask_grad) {
+  const char* fn = "flash_attention_backward";
+  if (!flash_supports_backward(query, key, value, o, need_float_mask_grad))
+    throw ValueError(std::string(fn) + ": arguments not supported by the fast path (see flash_supports_backward)");
+  if (need_float_mask_grad && !o.float_mask.defined())
+    throw ValueError(std::string(fn) + ": need_float_mask_grad is true but options.float_mask is not given");
+  Prepared prep = prepare(fn, query, key, value, o);
+  FlashBackwardParams bp;
+  bp.f = prep.p;
+  const FlashForwardParams& p = bp.f;
+  require_shape(fn, "grad_output", grad_output, {p.B, p.Hq, p.Lq, p.Dv});
+  require_shape(fn, "output", output, {p.B, p.Hq, p.Lq, p.Dv});
+  require_shape(fn, "lse", lse, {p.B, p.Hq, p.Lq});
+
+  SdpaGradients<float> g;
+  g.d_query = Tensor<float>(query.shape());
+  g.d_key = Tensor<float>(key.shape());
+  g.d_value = Tensor<float>(value.shape());
+  Tensor<float> d_mask_view;
+  if (need_float_mask_grad) {
+    g.d_float_mask = Tensor<float>(o.float_mask.shape());
+    d_mask_view = g.d_float_mask.expand({p.B, p.Hq, p.Lq, p.Lk});
+    bp.d_mask = d_mask_view.data();
+    copy_strides(d_mask_view.strides(), bp.d_mask_stride);
+  }
+  if (o.sinks.defined()) {
+    g.d_sinks = Tensor<float>({p.Hq});
+    bp.d_sinks = g.d_sinks.data();
+    bp.d_sinks_stride = 1;
+  }
+  bp.dout = grad_output.data(), bp.out = output.data(), bp.lse = lse.data();
+  copy_strides(grad_output.strides(), bp.dout_stride);
+  copy_strides(output.strides(), bp.out_stride);
+  copy_strides(lse.strides(), bp.lse_stride);
+  bp.dq = g.d_query.data(), bp.dk = g.d_key.data(), bp.dv = g.d_value.data();
+  copy_strides(g.d_query.strides(), bp.dq_stride);
+  copy_strides(g.d_key.strides(), bp.dk_stride);
+  copy_strides(g.d_value.strides(), bp.dv_stride);
+
+  if (p.B == 0 || p.Hkv == 0) return g;
+  const size_t target = chosen_index();
+  bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp));
+  HWY_DISPATCH_TABLE(FlashBackward)[target](bp);
+  return g;
 }
 
 }  // namespace attn::cpu

@@ -36,6 +36,23 @@ bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const 
 void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                              const SdpaOptions<float>& options, Tensor<float>& out, Tensor<float>& lse);
 
+/// True when flash_attention_backward computes this call: what
+/// flash_supports takes, and a float-mask gradient only for a mask that is
+/// not broadcast over batch, heads or query rows (those sums would cross
+/// work items; the reference path computes them).
+bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& options, bool need_float_mask_grad);
+
+/// Backward pass, the same contract as attn::scaled_dot_product_attention_backward:
+/// gradients of a scalar loss given grad_output = dL/d(output), from the
+/// forward's output and lse (the weights are recomputed, FlashAttention-2).
+/// Bit-identical for any thread count: every gradient element is summed by
+/// one thread in a fixed order.
+SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, const Tensor<float>& query,
+                                              const Tensor<float>& key, const Tensor<float>& value,
+                                              const Tensor<float>& output, const Tensor<float>& lse,
+                                              const SdpaOptions<float>& options, bool need_float_mask_grad = false);
+
 // ---- SIMD target control (tests and benchmarks) ----------------------------
 // The kernels are compiled once per SIMD target (Highway: AVX3, AVX2, SSE4,
 // SSSE3 and the portable EMU128 on x86) and the best one the CPU supports is

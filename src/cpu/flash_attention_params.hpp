@@ -33,7 +33,21 @@ struct FlashForwardParams {
   float dropout_scale = 1;  // 1 / (1 − dropout_p), as the reference rounds it
 
   int threads = 1;
-  float* workspace = nullptr;  // 64-byte aligned, WorkspaceFloats() floats
+  float* workspace = nullptr;  // 64-byte aligned, Flash*WorkspaceFloats() floats
+};
+
+/// The backward's extra buffers; `f` holds the inputs and options (its out
+/// and lse are unused).
+struct FlashBackwardParams {
+  FlashForwardParams f;
+  const float* dout = nullptr;  int64_t dout_stride[4] = {};  // [B, Hq, Lq, Dv] dL/d(output)
+  const float* out = nullptr;   int64_t out_stride[4] = {};   // [B, Hq, Lq, Dv] the forward's output
+  const float* lse = nullptr;   int64_t lse_stride[3] = {};   // [B, Hq, Lq] the forward's lse
+  float* dq = nullptr;          int64_t dq_stride[4] = {};
+  float* dk = nullptr;          int64_t dk_stride[4] = {};
+  float* dv = nullptr;          int64_t dv_stride[4] = {};
+  float* d_mask = nullptr;      int64_t d_mask_stride[4] = {};  // [B, Hq, Lq, Lk] view, or null
+  float* d_sinks = nullptr;     int64_t d_sinks_stride = 0;     // [Hq], or null
 };
 
 }  // namespace attn::cpu
