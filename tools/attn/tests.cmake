@@ -44,3 +44,32 @@ attn_cli_test(params_kv_heads_must_divide "-DARGS=params --kv-heads 5" -DEXPECT_
 attn_cli_test(params_heads_must_divide "-DARGS=params --d-model 100 --heads 7" -DEXPECT_EXIT=2 "-DEXPECT1=--head-dim")
 attn_cli_test(params_zero_is_usage_error "-DARGS=params --layers 0" -DEXPECT_EXIT=2 "-DEXPECT1=--layers")
 attn_cli_test(params_custom_needs_heads "-DARGS=params --d-model 512" -DEXPECT_EXIT=2 "-DEXPECT1=--heads")
+
+# ---- attn heatmap ---------------------------------------------------------------
+# Sizes from the layout documented at the top of heatmap.cpp: a panel is
+# 110 + 360 px wide and 28 + 80 + 360 px tall; + 20 margin + 90 colour bar
+# across, + 60 title + 30 bottom down, 40 px between panels.
+function(attn_image_test name args file width height)
+  set(path ${CMAKE_CURRENT_BINARY_DIR}/${file})
+  add_test(NAME attn_cli.${name} COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:attn_cli> "-DARGS=${args} --out ${path}"
+           -DFILE=${path} -DWIDTH=${width} -DHEIGHT=${height} ${ARGN} -P ${CMAKE_CURRENT_SOURCE_DIR}/check_image.cmake)
+endfunction()
+attn_image_test(heatmap_png "heatmap" heatmap_default.png 580 558)  # 20+470+90, 60+468+30
+attn_image_test(heatmap_causal_png "heatmap --causal" heatmap_causal.png 580 558)
+attn_image_test(heatmap_two_heads_png "heatmap --heads 2" heatmap_heads2.png 1090 558)  # 20+2*470+40+90
+attn_image_test(heatmap_four_heads_png "heatmap --heads 4 --causal" heatmap_heads4.png 1090 1066)  # 2x2: 60+2*468+40+30
+attn_image_test(heatmap_svg_has_labels "heatmap" heatmap_default.svg 580 558
+  -DTEXT1=Your -DTEXT2=journey -DTEXT3=starts -DTEXT4=with -DTEXT5=one -DTEXT6=step -DTEXT7=simplified)
+attn_image_test(heatmap_text_svg "heatmap --text \"a fluffy blue creature\"" heatmap_text.svg 580 558
+  -DTEXT1=fluffy -DTEXT2=creature)
+attn_image_test(heatmap_weights_file
+  "heatmap --weights ${CMAKE_CURRENT_SOURCE_DIR}/testdata/heatmap_weights.safetensors" heatmap_weights.svg 1090 558
+  -DTEXT1=fluffy -DTEXT2=creature "-DTEXT3=[2, 3, 3]")
+attn_cli_test(heatmap_unknown_extension "-DARGS=heatmap --out x.jpg" -DEXPECT_EXIT=2 "-DEXPECT1=\\.png or \\.svg")
+attn_cli_test(heatmap_needs_out "-DARGS=heatmap" -DEXPECT_EXIT=2 "-DEXPECT1=--out")
+attn_cli_test(heatmap_zero_heads "-DARGS=heatmap --out x.png --heads 0" -DEXPECT_EXIT=2 "-DEXPECT1=--heads")
+attn_cli_test(heatmap_missing_weights "-DARGS=heatmap --out x.png --weights /nonexistent.safetensors" -DEXPECT_EXIT=2
+  "-DEXPECT1=--weights")
+attn_cli_test(heatmap_weights_and_heads "-DARGS=heatmap --out x.png --heads 2 --weights ${CMAKE_CURRENT_SOURCE_DIR}/testdata/heatmap_weights.safetensors"
+  -DEXPECT_EXIT=2 "-DEXPECT1=excludes")
+attn_cli_test(heatmap_help "-DARGS=heatmap --help" -DEXPECT_EXIT=0 "-DEXPECT1=--causal" "-DEXPECT2=--weights")
