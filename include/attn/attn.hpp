@@ -14,4 +14,6 @@
 #include "attn/safetensors.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/self_attention.hpp"
+#include "attn/simplified_attention.hpp"
 #include "attn/tensor.hpp"
+#include "attn/threading.hpp"
