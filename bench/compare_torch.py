@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -100,12 +101,16 @@ def torch_mm(n, min_time):
 def run_flash_bench(path, threads, min_time, quick):
     sizes = "512|1024|2048" if quick else "512|1024|2048|4096"
     filt = f"BM_Sgemm/n:2048|BM_Flash(Forward|Backward)/.*N:({sizes})/"
-    cmd = [path, f"--threads={threads}", f"--benchmark_filter={filt}", "--benchmark_format=json",
-           f"--benchmark_min_time={min_time}"]
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its kernel for this CPU
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    data = json.loads(out[out.index("{"):])
+    with tempfile.TemporaryDirectory() as tmp:
+        json_path = os.path.join(tmp, "flash_bench.json")
+        cmd = [path, f"--threads={threads}", f"--benchmark_filter={filt}", f"--benchmark_min_time={min_time}",
+               f"--benchmark_out={json_path}", "--benchmark_out_format=json"]
+        env = dict(os.environ)
+        env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its kernel for this CPU
+        print("$ " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env=env)  # its console table and summary go to our stdout
+        with open(json_path) as f:
+            data = json.load(f)
     times = {}
     for b in data["benchmarks"]:
         if b.get("run_type") != "iteration":

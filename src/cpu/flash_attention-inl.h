@@ -498,9 +498,12 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t NR = TileWidth();
 
-  // Heaviest blocks first (the last query rows see the most keys when causal).
-  const int64_t bh = item % (p.B * p.Hq);
-  const int64_t qb = L.nqb - 1 - item / (p.B * p.Hq);
+  // Head by head, so that consecutive items (and the two threads) read the
+  // same packed K/V, which then stays in L2/L3 (measured: 66-71% of sgemm
+  // block-major at H = 16, 75-85% head-major); within a head the heaviest
+  // blocks first (the last query rows see the most keys when causal).
+  const int64_t bh = item / L.nqb;
+  const int64_t qb = L.nqb - 1 - item % L.nqb;
   const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
   const int64_t i0 = qb * kBlockQ;
   const int64_t rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
@@ -613,7 +616,7 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
 void FlashForward(const FlashForwardParams& p) {
   Ctx c{&p, MakeLayout(p)};
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKVBlock, &c);
-  parallel_for(c.L.nqb * p.B * p.Hq, p.threads, &ForwardItem, &c);
+  parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &ForwardItem, &c);
 }
 
 // =====================================================================================
@@ -831,8 +834,8 @@ void DQueryItem(void* ctx_ptr, int64_t item, int thread) {
   const FlashForwardParams& p = bp.f;
   const BwdLayout& L = c.L;
   const int64_t NR = TileWidth();
-  const int64_t bh = item % (p.B * p.Hq);
-  const int64_t qb = L.nqb - 1 - item / (p.B * p.Hq);  // heaviest first
+  const int64_t bh = item / L.nqb;                // head by head (see ForwardItem),
+  const int64_t qb = L.nqb - 1 - item % L.nqb;    // heaviest first
   const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
   const int64_t head = b * p.Hq + h, kv_head = b * p.Hkv + g;
   const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
@@ -895,8 +898,8 @@ void DKeyValueItem(void* ctx_ptr, int64_t item, int thread) {
   const FlashForwardParams& p = bp.f;
   const BwdLayout& L = c.L;
   const int64_t NR = TileWidth();
-  const int64_t bg = item % (p.B * p.Hkv);
-  const int64_t kb = item / (p.B * p.Hkv);  // first key blocks first: most queries see them when causal
+  const int64_t bg = item / L.nkb;  // head by head (see ForwardItem); within a head the first
+  const int64_t kb = item % L.nkb;   // key blocks first: most queries see them when causal
   const int64_t b = bg / p.Hkv, g = bg % p.Hkv, kv_head = b * p.Hkv + g;
   const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
   constexpr int64_t kPanelsK = kBlockKPadded / kMR;
@@ -966,8 +969,8 @@ void FlashBackward(const FlashBackwardParams& bp) {
   BwdCtx c{&bp, MakeBwdLayout(bp)};
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKeyBlock, &c);
   parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &PackQueryBlock, &c);
-  parallel_for(c.L.nqb * p.B * p.Hq, p.threads, &DQueryItem, &c);
-  parallel_for(c.L.nkb * p.B * p.Hkv, p.threads, &DKeyValueItem, &c);
+  parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &DQueryItem, &c);
+  parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &DKeyValueItem, &c);
   if (bp.d_sinks)  // Σ over batch and rows, in that order, for each head
     for (int64_t h = 0; h < p.Hq; ++h) {
       float sum = 0.0f;
