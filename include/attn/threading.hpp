@@ -1,11 +1,12 @@
 // attn/threading.hpp — how many threads the fast CPU kernels use.
 //
 // The fast path (src/cpu/) splits its work over batch × heads × query blocks
-// and runs it on this many threads (OpenMP). The default follows
-// OMP_NUM_THREADS, like PyTorch's torch.get_num_threads(); set_num_threads
-// overrides it for the whole process, like torch.set_num_threads. Results do
-// not depend on the thread count: every output element is computed by one
-// thread in a fixed order, and no reduction crosses threads.
+// and runs it on this many threads (the calling thread plus a small pool).
+// The default follows OMP_NUM_THREADS, as PyTorch's torch.get_num_threads()
+// does, else the number of cores; set_num_threads overrides it for the whole
+// process, like torch.set_num_threads. Results do not depend on the thread
+// count: every output element is computed by one thread in a fixed order,
+// and no reduction crosses threads.
 #pragma once
 
 namespace attn {

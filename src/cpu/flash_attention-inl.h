@@ -348,6 +348,19 @@ HWY_INLINE bool PlainBlock(const FlashForwardParams& p, KeyRange first_row, KeyR
 // Forward
 // =====================================================================================
 
+// ---- decoding: a few query rows against many keys -------------------------------
+// With Lq·group <= kDecodeRows (KV-cache decoding: Lq = 1), packing K and V
+// would cost as much as the attention itself (each key is used by so few
+// rows), so this path reads them in place, once: one item per key/value head
+// (b, g) holds the rows of all its query heads, scores are dot products
+// along d, and P·V adds each value row (skipping zero weights) to every row
+// that uses it. Memory-bound by design; needs unit stride along d.
+constexpr int64_t kDecodeRows = 8;
+
+HWY_INLINE bool UseDecodePath(const FlashForwardParams& p) {
+  return p.Lq * p.group <= kDecodeRows && p.k_stride[3] == 1 && p.v_stride[3] == 1;
+}
+
 // Where everything lives in the workspace (in floats).
 struct Layout {
   int64_t nkb = 0;   // key blocks
@@ -367,13 +380,13 @@ inline Layout MakeLayout(const FlashForwardParams& p) {
   L.dvp = RoundUp(p.Dv, TileWidth());
   L.kt_per_head = L.nkb * p.Dk * kBlockK;
   L.vp_per_head = L.nkb * kBlockK * L.dvp;
-  const int64_t heads = p.B * p.Hkv;
+  const int64_t heads = UseDecodePath(p) ? 0 : p.B * p.Hkv;  // the decode path packs nothing
   Carver all;
   L.kt_off = all.take(heads * L.kt_per_head);
   L.vp_off = all.take(heads * L.vp_per_head);
   L.flags_off = all.take((heads * L.nkb + 3) / 4);  // one byte per (head, key block)
   Carver one;  // one thread's scratch; per-row arrays padded to whole vectors
-  L.qp_off = one.take(kBlockQ * p.Dk);
+  L.qp_off = one.take(kBlockQ * p.Dk);  // (also the decode path's [R][Dk] rows: R <= kBlockQ)
   L.s_off = one.take(kBlockQ * kSStride);
   L.o_off = one.take(kBlockQ * L.dvp);
   L.m_off = one.take(kRowsPadded);
@@ -489,6 +502,18 @@ HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
 }
 
+// out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).
+// A row whose max is still −∞ saw no key (or only NaN scores, which the max
+// skips, as in the reference): output 0, lse −∞.
+HWY_INLINE void FinishRow(const FlashForwardParams& p, int64_t b, int64_t h, int64_t i, const float* o, float m,
+                          float l) {
+  float* dst = p.out + b * p.out_stride[0] + h * p.out_stride[1] + i * p.out_stride[2];
+  const bool empty = m == kNegInf;
+  const float factor = empty ? 0.0f : p.dropout_scale / l;
+  for (int64_t x = 0; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[x] * factor;
+  if (p.lse) p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m + std::log(l);
+}
+
 // ---- one work item: a block of query rows of one head -----------------------------
 
 void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
@@ -597,24 +622,112 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     }
   }
 
-  // out = O / l (times the dropout scale), lse = m + log l. A row whose max
-  // is still −∞ saw no key (or only NaN scores, which the max skips, as in
-  // the reference): output 0, lse −∞.
-  float* out = p.out + b * p.out_stride[0] + h * p.out_stride[1];
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = i0 + r;
-    float* dst = out + i * p.out_stride[2];
-    const bool empty = m[r] == kNegInf;
-    const float factor = empty ? 0.0f : p.dropout_scale / l[r];
-    for (int64_t x = 0; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[r * L.dvp + x] * factor;
-    if (p.lse)
-      p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m[r] + std::log(l[r]);
+  for (int64_t r = 0; r < rows; ++r) FinishRow(p, b, h, i0 + r, o + r * L.dvp, m[r], l[r]);
+}
+
+// ---- decoding (see UseDecodePath) ---------------------------------------------------
+
+void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
+  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+  const FlashForwardParams& p = *c.p;
+  const Layout& L = c.L;
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t b = item / p.Hkv, g = item % p.Hkv;
+  const int64_t R = p.Lq * p.group;  // row r is query (h, i) = (g·group + r / Lq, r % Lq)
+  const int64_t dk_vec = p.Dk / N * N, dv_vec = p.Dv / N * N;
+
+  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
+  float* q = scratch + L.qp_off;  // [R][Dk]
+  float* s = scratch + L.s_off;   // [R][kSStride]
+  float* o = scratch + L.o_off;   // [R][dvp]
+  float* m = scratch + L.m_off;
+  float* l = scratch + L.l_off;
+  float* alpha = scratch + L.alpha_off;
+  float* bmax = scratch + L.bmax_off;
+  float* mlog = scratch + L.mlog_off;
+  uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);
+  auto head_of = [&](int64_t r) { return g * p.group + r / p.Lq; };
+  auto row_of = [&](int64_t r) { return r % p.Lq; };
+
+  for (int64_t r = 0; r < R; ++r) {
+    const float* src = p.q + b * p.q_stride[0] + head_of(r) * p.q_stride[1] + row_of(r) * p.q_stride[2];
+    for (int64_t x = 0; x < p.Dk; ++x) q[r * p.Dk + x] = src[x * p.q_stride[3]];
   }
+  for (int64_t r = 0; r < kRowsPadded; ++r) {
+    const float sink = (p.sinks && r < R) ? p.sinks[head_of(r) * p.sinks_stride] : kNegInf;
+    m[r] = sink;
+    l[r] = std::exp(sink - (sink == kNegInf ? 0.0f : sink));
+    alpha[r] = 1.0f;
+    bmax[r] = kNegInf;
+  }
+  if (p.dropout_p > 0.0)
+    for (int64_t r = 0; r < R; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, head_of(r), row_of(r));
+  std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * L.dvp));
+  const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
+
+  const float* kbase = p.k + b * p.k_stride[0] + g * p.k_stride[1];
+  const float* vbase = p.v + b * p.v_stride[0] + g * p.v_stride[1];
+  // Every head's rows are i = 0..Lq−1, so the block range is that of i.
+  const KeyRange first_row = VisibleKeys(p, 0), last_row = VisibleKeys(p, p.Lq - 1);
+  for (int64_t kb = first_row.lo / kBlockK; last_row.hi > first_row.lo && kb * kBlockK < last_row.hi; ++kb) {
+    const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+    // S[r, j] = q_r · k_j, each key row loaded once for all rows.
+    for (int64_t j = 0; j < kBlockK; ++j) {
+      if (j >= count) {
+        for (int64_t r = 0; r < R; ++r) s[r * kSStride + j] = 0.0f;
+        continue;
+      }
+      const float* kj = kbase + (jb + j) * p.k_stride[2];
+      VF acc[kDecodeRows];
+      for (int64_t r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+      for (int64_t x = 0; x < dk_vec; x += N) {
+        const VF kv = hn::LoadU(d, kj + x);
+        for (int64_t r = 0; r < R; ++r) acc[r] = hn::MulAdd(hn::LoadU(d, q + r * p.Dk + x), kv, acc[r]);
+      }
+      for (int64_t r = 0; r < R; ++r) {
+        float dot = hn::GetLane(hn::SumOfLanes(d, acc[r]));
+        for (int64_t x = dk_vec; x < p.Dk; ++x) dot += q[r * p.Dk + x] * kj[x];
+        s[r * kSStride + j] = dot;
+      }
+    }
+    // The online softmax, as in ForwardItem.
+    const bool plain = PlainBlock(p, first_row, last_row, jb);
+    for (int64_t r = 0; r < R; ++r)
+      bmax[r] = plain ? PlainRowMax(s + r * kSStride, p.scale)
+                      : GeneralRowMax(p, MakeRowScore(p, b, head_of(r), row_of(r)), jb, s + r * kSStride);
+    RescaleRows(RoundUp(R, N), bmax, m, alpha, mlog);
+    const float c1 = plain ? p.scale * kLog2e : kLog2e;
+    for (int64_t r = 0; r < R; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kSStride, c1, mlog[r]);
+    if (p.dropout_p > 0.0)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < count; ++j)
+          if (s[r * kSStride + j] != 0.0f && !dropout_keep_j(drop[r], jb + j, drop_threshold)) s[r * kSStride + j] = 0.0f;
+    // O = O·alpha + P·V, zero weights skipped (their values are never read).
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t x = 0; x < L.dvp; x += N) hn::Store(hn::Mul(hn::Load(d, o + r * L.dvp + x), hn::Set(d, alpha[r])), d, o + r * L.dvp + x);
+    for (int64_t j = 0; j < count; ++j) {
+      const float* vj = vbase + (jb + j) * p.v_stride[2];
+      for (int64_t r = 0; r < R; ++r) {
+        const float w = s[r * kSStride + j];
+        if (w == 0.0f) continue;
+        float* orow = o + r * L.dvp;
+        const VF wv = hn::Set(d, w);
+        for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(wv, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+        for (int64_t x = dv_vec; x < p.Dv; ++x) orow[x] += w * vj[x];
+      }
+    }
+  }
+  for (int64_t r = 0; r < R; ++r) FinishRow(p, b, head_of(r), row_of(r), o + r * L.dvp, m[r], l[r]);
 }
 
 /// The whole forward pass on this target: pack K and V, then every work item.
 void FlashForward(const FlashForwardParams& p) {
   Ctx c{&p, MakeLayout(p)};
+  if (UseDecodePath(p)) {
+    parallel_for(p.B * p.Hkv, p.threads, &DecodeItem, &c);
+    return;
+  }
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKVBlock, &c);
   parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &ForwardItem, &c);
 }

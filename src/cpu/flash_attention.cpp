@@ -190,7 +190,10 @@ Prepared prepare(const char* fn, const Tensor<float>& query, const Tensor<float>
   p.dropout_p = o.dropout_p;
   p.dropout_seed = o.dropout_seed;
   p.dropout_scale = static_cast<float>(1.0 / (1.0 - o.dropout_p));
-  p.threads = get_num_threads();
+  // Below ~1 MFLOP waking a second thread costs more than it saves.
+  const double flops = 2.0 * static_cast<double>(p.B * p.Hq) * static_cast<double>(p.Lq) *
+                       static_cast<double>(p.Lk) * static_cast<double>(p.Dk + p.Dv);
+  p.threads = flops < 1e6 ? 1 : get_num_threads();
   return prep;
 }
 

@@ -23,6 +23,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "attn/sdpa.hpp"
@@ -341,6 +342,43 @@ TEST(FlashForward, EmptySequences) {
     o.sinks = Tensor<float>({2}, {1.0f, 2.0f});
     check_against_reference(in, o, "sinks Lq=" + std::to_string(Lq) + " Lk=" + std::to_string(Lk));
   }
+}
+
+TEST(FlashForward, DecodingRows) {
+  // Lq·(Hq/Hkv) <= 8 takes the decoding path (keys and values read in place,
+  // no packing): KV-cache decoding, plain and with every option.
+  for (auto [Lq, Hq, Hkv] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 2, 2}, {1, 8, 2}, {2, 4, 1}, {8, 1, 1}}) {
+    const Inputs in = random_inputs(2, Hq, Hkv, Lq, 150, 24, 20, static_cast<uint32_t>(Lq * 100 + Hq));
+    const std::string name = "decode Lq=" + std::to_string(Lq) + " GQA " + std::to_string(Hq) + "/" + std::to_string(Hkv);
+    SdpaOptions<float> o;
+    o.enable_gqa = true;
+    check_against_reference(in, o, name);
+    o.is_causal = true;
+    o.causal_alignment = CausalAlignment::BottomRight;
+    check_against_reference(in, o, name + " causal bottom-right");
+    o.window_left = 40;
+    o.alibi_slopes = random_tensor({Hq}, 3, 0.0f, 0.2f);
+    o.sinks = random_tensor({Hq}, 4);
+    o.softcap = 3.0;
+    o.dropout_p = 0.25;
+    check_against_reference(in, o, name + " window, ALiBi, sinks, softcap, dropout");
+    SdpaOptions<float> masked;
+    masked.enable_gqa = true;
+    masked.bool_mask = random_mask({2, 1, Lq, 150}, 5, 0.7);
+    check_against_reference(in, masked, name + " bool mask");
+    masked.bool_mask = Tensor<bool>();
+    masked.float_mask = random_tensor({Lq, 150}, 6, -1.0f, 1.0f);
+    check_against_reference(in, masked, name + " float mask");
+  }
+  // Hidden NaN/Inf values are never read on this path either.
+  Inputs in = random_inputs(1, 4, 2, 1, 100, 16, 16, 7);
+  in.v = in.v.clone();
+  for (int64_t x = 0; x < 16; ++x) in.v(0, 1, 99, x) = std::numeric_limits<float>::quiet_NaN();
+  SdpaOptions<float> o;
+  o.enable_gqa = true;
+  o.bool_mask = Tensor<bool>::full({100}, true);
+  o.bool_mask(99) = false;
+  check_against_reference(in, o, "decode, hidden NaN value");
 }
 
 // ---- edge cases the design fixes -------------------------------------------------------
