@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
-"""Side-by-side forward timings: attn's fast CPU path against PyTorch, same run.
+"""Side-by-side timings: attn's fast CPU path against PyTorch, shape by shape.
 
 For each shape of issue 4 — (B, H, N, d) = (1, 16, N, 64) for N in 512..4096,
-(1, 8, 2048, 128), GQA 32/8 — causal and not, this prints ms and GFLOP/s of
-  * attn      flash_bench's BM_FlashForward (run as a subprocess, JSON output)
-  * torch     torch.nn.functional.scaled_dot_product_attention (PyPI build)
+(1, 8, 2048, 128), GQA 32/8 — causal and not, one row with
+  * sgemm     OpenBLAS sgemm n = 2048 (flash_bench runs one before each attn run)
+  * attn      flash_bench's forward and backward (a subprocess, JSON output)
+  * torch     torch.nn.functional.scaled_dot_product_attention (PyPI build),
+              forward, and forward + autograd backward
   * math      the plain composition softmax(q·kᵀ·scale + mask)·v in torch
               (skipped where its [H, N, N] scores would not fit in memory)
-  * sgemm     OpenBLAS sgemm (from flash_bench) and torch.mm, n = 2048
-and then forward + backward (attn: BM_FlashForward + BM_FlashBackward; torch:
-SDPA forward and autograd backward), with every library on the same number of
-threads, and the ratios attn/torch and attn/sgemm. FLOPs: 4·B·H·N²·d, half
-when causal; backward 2.5× forward.
+  * torch.mm  n = 2048, torch's own matmul yardstick
+all measured back to back for that row, every library on the same number of
+threads. FLOPs: 4·B·H·N²·d, half when causal; backward 2.5× forward.
 
   python3 bench/compare_torch.py --bench build-release/bench/flash_bench [--threads 2] [--quick]
 
-Timings are best-of-repeats wall times; the machine may be shared, so read
-them as preliminary unless it was idle.
+Timings are best-of-repeats wall times. The machine may be shared: rows are
+measured together so their ratios hold, but compare rows with care.
 """
 import argparse
 import json
@@ -29,6 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+SGEMM_N = 2048
 SHAPES = [  # (B, Hq, Hkv, N, d)
     (1, 16, 16, 512, 64),
     (1, 16, 16, 1024, 64),
@@ -98,25 +99,23 @@ def torch_mm(n, min_time):
     return best_time(lambda: torch.mm(a, b), min_time)
 
 
-def run_flash_bench(path, threads, min_time, quick):
-    sizes = "512|1024|2048" if quick else "512|1024|2048|4096"
-    filt = f"BM_Sgemm/n:2048|BM_Flash(Forward|Backward)/.*N:({sizes})/"
+def run_flash_bench(path, threads, min_time, shape_filter):
+    """Runs flash_bench on one shape: forward and backward, each after its
+    paired sgemm run. Returns {benchmark name: seconds per iteration}."""
     with tempfile.TemporaryDirectory() as tmp:
         json_path = os.path.join(tmp, "flash_bench.json")
-        cmd = [path, f"--threads={threads}", f"--benchmark_filter={filt}", f"--benchmark_min_time={min_time}",
+        cmd = [path, f"--threads={threads}", f"--benchmark_filter={shape_filter}", f"--benchmark_min_time={min_time}",
                f"--benchmark_out={json_path}", "--benchmark_out_format=json"]
         env = dict(os.environ)
         env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its kernel for this CPU
-        print("$ " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, env=env)  # its console table and summary go to our stdout
+        run = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
         with open(json_path) as f:
             data = json.load(f)
-    times = {}
-    for b in data["benchmarks"]:
-        if b.get("run_type") != "iteration":
-            continue
-        times[b["name"]] = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
-    return times, data.get("context", {})
+    unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    return {b["name"]: b["real_time"] * unit[b["time_unit"]] for b in data["benchmarks"]
+            if b.get("run_type") == "iteration"}
 
 
 def main():
@@ -128,41 +127,33 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn via {args.bench}", flush=True)
-    attn_times, ctx = run_flash_bench(args.bench, args.threads, args.min_time, args.quick)
-    sgemm_n = 2048
-    sgemm_attn = 2.0 * sgemm_n ** 3 / attn_times[f"BM_Sgemm/n:{sgemm_n}/real_time"] / 1e9
-    sgemm_torch = 2.0 * sgemm_n ** 3 / torch_mm(sgemm_n, args.min_time) / 1e9
-    print(f"sgemm n={sgemm_n}: OpenBLAS {sgemm_attn:.1f} GFLOP/s, torch.mm {sgemm_torch:.1f} GFLOP/s")
-    print("\nforward")
-    print(f"{'shape (B,Hq,Hkv,N,d)':24} {'causal':>6} | {'attn ms':>8} {'GFLOP/s':>8} {'%sgemm':>7} | "
-          f"{'torch ms':>8} {'GFLOP/s':>8} | {'math ms':>8} {'GFLOP/s':>8} | {'x torch':>7} {'x math':>7}")
-    rows = []
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn: {args.bench} "
+          f"--threads={args.threads} --benchmark_min_time={args.min_time} --benchmark_filter=<shape>", flush=True)
+    print("Each row is measured together, in this order: OpenBLAS sgemm n=2048, attn forward, sgemm, attn backward "
+          "(flash_bench), then torch SDPA forward, the math composition, torch.mm n=2048 and torch SDPA forward + "
+          "backward. %sgemm compares with the sgemm run just before.\n")
+    print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'sgemm':>6} | {'attn fwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | "
+          f"{'torch ms':>8} {'GFLOP/s':>7} {'x torch':>7} | {'math ms':>8} {'x math':>6} | "
+          f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8}")
     for (B, Hq, Hkv, N, d) in SHAPES:
         if args.quick and N > 2048:
             continue
         for causal in (False, True):
-            key = f"B:{B}/Hq:{Hq}/Hkv:{Hkv}/N:{N}/d:{d}/causal:{int(causal)}/real_time"
-            t_attn = attn_times.get("BM_FlashForward/" + key)
+            key = f"B:{B}/Hq:{Hq}/Hkv:{Hkv}/N:{N}/d:{d}/causal:{int(causal)}"
+            t = run_flash_bench(args.bench, args.threads, args.min_time, key)
+            fwd_name, bwd_name = f"BM_FlashForward/{key}/real_time", f"BM_FlashBackward/{key}/real_time"
+            sg = lambda name: 2.0 * SGEMM_N ** 3 / t[f"BM_Sgemm/n:{SGEMM_N}/for:{name[:-len('/real_time')]}/real_time"] / 1e9
+            t_fwd, t_bwd = t[fwd_name], t[bwd_name]
+            sg_fwd, sg_bwd = sg(fwd_name), sg(bwd_name)
             t_sdpa, t_math = torch_sdpa(B, Hq, Hkv, N, d, causal, args.min_time)
+            mm = 2.0 * SGEMM_N ** 3 / torch_mm(SGEMM_N, args.min_time) / 1e9
+            t_train = torch_sdpa_train(B, Hq, Hkv, N, d, causal, args.min_time)
             f = flops(B, Hq, N, d, causal)
-            print(f"{str((B, Hq, Hkv, N, d)):24} {str(causal):>6} | {ms(t_attn):8.2f} {gf(f, t_attn):8.1f} "
-                  f"{100 * gf(f, t_attn) / sgemm_attn:6.0f}% | {ms(t_sdpa):8.2f} {gf(f, t_sdpa):8.1f} | "
-                  f"{ms(t_math):8.2f} {gf(f, t_math):8.1f} | {ratio(t_attn, t_sdpa):7.2f} {ratio(t_attn, t_math):7.2f}",
-                  flush=True)
-            rows.append((B, Hq, Hkv, N, d, causal, key, t_attn))
-
-    print("\nbackward, and forward + backward")
-    print(f"{'shape (B,Hq,Hkv,N,d)':24} {'causal':>6} | {'attn bwd ms':>11} {'GFLOP/s':>8} {'%sgemm':>7} | "
-          f"{'attn f+b ms':>11} {'torch f+b ms':>12} {'x torch':>7}")
-    for (B, Hq, Hkv, N, d, causal, key, t_fwd) in rows:
-        t_bwd = attn_times.get("BM_FlashBackward/" + key)
-        t_torch = torch_sdpa_train(B, Hq, Hkv, N, d, causal, args.min_time)
-        f = 2.5 * flops(B, Hq, N, d, causal)
-        both = t_fwd + t_bwd if t_fwd and t_bwd else None
-        print(f"{str((B, Hq, Hkv, N, d)):24} {str(causal):>6} | {ms(t_bwd):11.2f} {gf(f, t_bwd):8.1f} "
-              f"{100 * gf(f, t_bwd) / sgemm_attn:6.0f}% | {ms(both):11.2f} {ms(t_torch):12.2f} {ratio(both, t_torch):7.2f}",
-              flush=True)
+            print(f"{str((B, Hq, Hkv, N, d)):22} {str(causal):>6} | {sg_fwd:6.1f} | {ms(t_fwd):11.2f} {gf(f, t_fwd):7.1f} "
+                  f"{100 * gf(f, t_fwd) / sg_fwd:5.0f}% | {ms(t_sdpa):8.2f} {gf(f, t_sdpa):7.1f} {ratio(t_fwd, t_sdpa):7.2f} | "
+                  f"{ms(t_math):8.2f} {ratio(t_fwd, t_math):6.2f} | {ms(t_bwd):11.2f} {gf(2.5 * f, t_bwd):7.1f} "
+                  f"{100 * gf(2.5 * f, t_bwd) / sg_bwd:5.0f}% | {ms(t_fwd + t_bwd):8.1f} {ms(t_train):9.1f} "
+                  f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f}", flush=True)
 
 
 def gf(f, t):
