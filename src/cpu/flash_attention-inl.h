@@ -748,30 +748,48 @@ void FlashForward(const FlashForwardParams& p) {
 //
 // Buffers, per call (workspace):
 //   Kᵀ, Vᵀ [Dk|Dv][kBlockK] and K rows [kBlockK][Dkp] per key block;
-//   Q rows [kBlockQ][Dkp], dO rows [kBlockQ][Dvp], D and lse per query block.
-// Per work item (scratch): S → W and dP → dR tiles [kBlockQ][kSStride],
-// and the accumulator of the gradient it owns.
+//   Q rows [kBlockQ][Dkp], dO rows [kBlockQ][Dvp], D and lse per query block;
+//   dQ partial sums [G][Lq][Dkp] per query head (G key groups, below).
+// Per work item (scratch): S → W and dP → dR tiles [kBlockQ][kSStride], and
+// the dK, dV tiles [kBlockK][Dkp|Dvp] of the key block in hand.
 //
-// Two passes, each the only writer of its gradients, summing in a fixed order:
-//   pass A, item = (query block, b, h):   S, dP, dR tiles for every visible
-//           key block, dQ += dR·K.                      3 matrix products
-//   pass B, item = (key block, b, g):     for every query head of the group
-//           and visible query block: S, dP, W, dR tiles, dV += Wᵀ·dO,
-//           dK += dRᵀ·Q.                                4 matrix products
-// 7 products instead of FlashAttention-2's 5: the price of needing neither
-// atomics nor a [Lq, Lk] buffer while staying bit-identical for any thread
-// count.
+// One pass, FlashAttention-2's five products, no atomics. A work item owns
+// a key/value head (b, g) and one of G contiguous groups of its key blocks;
+// for each key block, for each query head of the group and query block that
+// sees it:  S = Q·Kᵀ, dP = dO·Vᵀ → W, dR;  dV += Wᵀ·dO;  dK += dRᵀ·Q;  and
+// dQpart[group] += dR·K. Every dK, dV and dQpart element has one writer that
+// sums in a fixed order, and a last step adds the G partial dQ in group
+// order; G depends only on the shape (more groups when there are few heads,
+// to give threads work), so results are bit-identical for any thread count.
+// (The first version summed dQ in a separate pass over query blocks: seven
+// products, measured 47-62% of sgemm.)
 
 struct BwdLayout {
   int64_t nkb = 0, nqb = 0, dkp = 0, dvp = 0;
   int64_t kt_per_head = 0, vt_per_head = 0, kr_per_head = 0;  // per (b, g)
   int64_t qr_per_head = 0, dor_per_head = 0, rows_per_head = 0;  // per (b, h)
   int64_t kt_off = 0, vt_off = 0, kr_off = 0, kflags_off = 0;
-  int64_t qr_off = 0, dor_off = 0, dd_off = 0, lse_off = 0, qflags_off = 0, dsink_off = 0;
+  int64_t qr_off = 0, dor_off = 0, dd_off = 0, lse_off = 0, qflags_off = 0;
+  int64_t groups = 1;                 // key groups per key/value head
+  int64_t group_first_off = 0;        // [groups + 1] first key block of each group (int64)
+  int64_t dqp_off = 0, dqp_per_head = 0;  // [groups][B·Hq][nqb·kBlockQ][dkp]
   int64_t scratch_off = 0, scratch_per_thread = 0, total = 0;
   // inside one thread's scratch
-  int64_t s_off = 0, dp_off = 0, acc_off = 0, acc2_off = 0, drop_off = 0;
+  int64_t s_off = 0, dp_off = 0, dk_off = 0, dv_off = 0, drop_off = 0;
 };
+
+// Which query blocks of a head see key block kb at all: [first, end).
+HWY_INLINE void QueryBlocksSeeing(const FlashForwardParams& p, int64_t nqb, int64_t kb, int64_t* first, int64_t* end) {
+  const int64_t jb = kb * kBlockK;
+  *first = nqb, *end = 0;
+  for (int64_t qb = 0; qb < nqb; ++qb) {
+    const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+    const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
+    if (last_row.hi <= jb || first_row.lo >= jb + kBlockK || last_row.hi <= first_row.lo) continue;
+    *first = std::min(*first, qb);
+    *end = qb + 1;
+  }
+}
 
 inline BwdLayout MakeBwdLayout(const FlashBackwardParams& bp) {
   const FlashForwardParams& p = bp.f;
@@ -797,12 +815,19 @@ inline BwdLayout MakeBwdLayout(const FlashBackwardParams& bp) {
   L.dd_off = all.take(q_heads * L.rows_per_head);
   L.lse_off = all.take(q_heads * L.rows_per_head);
   L.qflags_off = all.take((q_heads * L.nqb + 3) / 4);
-  L.dsink_off = all.take(bp.d_sinks ? q_heads * L.rows_per_head : 0);
+  // Key groups: one per key/value head when there are enough heads to share
+  // out, else up to 4 (each costs a partial dQ the size of Q). One group when
+  // the float mask's gradient is wanted: a mask broadcast along the keys sums
+  // across key blocks, which must then stay in one item.
+  L.groups = (bp.d_mask || kv_heads >= 8 || L.nkb <= 1) ? 1 : std::min(std::min<int64_t>(4, L.nkb), (8 + kv_heads - 1) / kv_heads);
+  L.group_first_off = all.take(2 * (L.groups + 1));
+  L.dqp_per_head = L.rows_per_head * L.dkp;
+  L.dqp_off = all.take(L.groups * q_heads * L.dqp_per_head);
   Carver one;
   L.s_off = one.take(kBlockQ * kSStride);
   L.dp_off = one.take(kBlockQ * kSStride);
-  L.acc_off = one.take(std::max(kBlockQ, kBlockKPadded) * L.dkp);  // dQ (pass A) or dK (pass B)
-  L.acc2_off = one.take(kBlockKPadded * L.dvp);                      // dV (pass B)
+  L.dk_off = one.take(kBlockKPadded * L.dkp);
+  L.dv_off = one.take(kBlockKPadded * L.dvp);
   L.drop_off = one.take(2 * kRowsPadded);
   L.scratch_per_thread = one.used;
   L.scratch_off = all.used;
@@ -940,156 +965,160 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
   }
 }
 
-// Pass A: dQ for one block of query rows of head (b, h).
-void DQueryItem(void* ctx_ptr, int64_t item, int thread) {
+// One work item: key group `kg` of key/value head (b, g) — dK and dV of its
+// key blocks, and its partial sums of dQ for every query head of the group.
+void KeyGroupItem(void* ctx_ptr, int64_t item, int thread) {
   const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
   const FlashBackwardParams& bp = *c.bp;
   const FlashForwardParams& p = bp.f;
   const BwdLayout& L = c.L;
   const int64_t NR = TileWidth();
-  const int64_t bh = item / L.nqb;                // head by head (see ForwardItem),
-  const int64_t qb = L.nqb - 1 - item % L.nqb;    // heaviest first
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
-  const int64_t head = b * p.Hq + h, kv_head = b * p.Hkv + g;
-  const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
-  const int64_t panels = (rows + kMR - 1) / kMR;
+  constexpr int64_t kPanelsK = kBlockKPadded / kMR;
+  const int64_t bg = item / L.groups, kg = item % L.groups;
+  const int64_t b = bg / p.Hkv, g = bg % p.Hkv, kv_head = b * p.Hkv + g;
+  const int64_t* group_first = reinterpret_cast<const int64_t*>(p.workspace + L.group_first_off);
 
   float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
-  float* s = scratch + L.s_off;      // [kBlockQ][kSStride]  S, then W
-  float* dp = scratch + L.dp_off;    // [kBlockQ][kSStride]  dP, then dR
-  float* dq = scratch + L.acc_off;   // [kBlockQ][dkp]  Σ dR·K
+  float* s = scratch + L.s_off;    // [kBlockQ][kSStride]  S, then W
+  float* dp = scratch + L.dp_off;  // [kBlockQ][kSStride]  dP, then dR
+  float* dk = scratch + L.dk_off;  // [kBlockKPadded][dkp]  Σ dRᵀ·Q
+  float* dv = scratch + L.dv_off;  // [kBlockKPadded][dvp]  Σ Wᵀ·dO
   uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);
-  const float* qr = p.workspace + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp;
-  const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
+  // The tiles' columns kBlockK..kBlockKPadded are read as panels: keep them 0.
+  for (int64_t r = 0; r < kBlockQ; ++r)
+    for (int64_t j = kBlockK; j < kSStride; ++j) s[r * kSStride + j] = dp[r * kSStride + j] = 0.0f;
   const uint8_t* kflags = reinterpret_cast<const uint8_t*>(p.workspace + L.kflags_off);
-  std::memset(dq, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dkp));
-  if (p.dropout_p > 0.0)
-    for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+  const uint8_t* qflags = reinterpret_cast<const uint8_t*>(p.workspace + L.qflags_off);
 
-  const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
-  for (int64_t kb = first_row.lo / kBlockK; last_row.hi > first_row.lo && kb * kBlockK < last_row.hi; ++kb) {
+  for (int64_t kb = group_first[kg]; kb < group_first[kg + 1]; ++kb) {
     const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
     const float* kt = p.workspace + L.kt_off + kv_head * L.kt_per_head + kb * p.Dk * kBlockK;
     const float* vt = p.workspace + L.vt_off + kv_head * L.vt_per_head + kb * p.Dv * kBlockK;
     const float* kr = p.workspace + L.kr_off + kv_head * L.kr_per_head + jb * L.dkp;
-    for (int64_t pn = 0; pn < panels; ++pn)
-      for (int64_t col = 0; col < kBlockK; col += NR) {
-        ScoreTile<false>(qr + pn * kMR * L.dkp, L.dkp, kt + col, p.Dk, s + pn * kMR * kSStride + col);
-        ScoreTile<false>(dor + pn * kMR * L.dvp, L.dvp, vt + col, p.Dv, dp + pn * kMR * kSStride + col);
-      }
-    GradientTiles(bp, L, b, h, qb, rows, jb, drop, bp.d_mask != nullptr, s, dp);
-    // Padding rows r >= rows: their dR is whatever the tiles hold (finite),
-    // and their dQ is never written out.
-    if (!kflags[kv_head * L.nkb + kb]) {
-      for (int64_t pn = 0; pn < panels; ++pn)
-        for (int64_t col = 0; col < L.dkp; col += NR)
-          AccumulateTile<kSStride, 1>(dp + pn * kMR * kSStride, count, kr + col, L.dkp, nullptr,
-                                      dq + pn * kMR * L.dkp + col, L.dkp);
-    } else {
-      for (int64_t r = 0; r < rows; ++r)
-        AccumulateRowSkippingZeros(dp + r * kSStride, 1, count, kr, L.dkp, L.dkp, 1.0f, dq + r * L.dkp);
-    }
-  }
+    const bool k_finite = !kflags[kv_head * L.nkb + kb];
+    std::memset(dk, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dkp));
+    std::memset(dv, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dvp));
+    int64_t qb_first, qb_end;
+    QueryBlocksSeeing(p, L.nqb, kb, &qb_first, &qb_end);
 
-  float* out = bp.dq + b * bp.dq_stride[0] + h * bp.dq_stride[1];
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t x = 0; x < p.Dk; ++x) out[(i0 + r) * bp.dq_stride[2] + x * bp.dq_stride[3]] = p.scale * dq[r * L.dkp + x];
-  if (bp.d_sinks) {  // −p_sink·D per row; summed over rows in a fixed order at the end
-    const float sink = p.sinks[h * p.sinks_stride];
-    const float* dd = p.workspace + L.dd_off + head * L.rows_per_head + qb * kBlockQ;
-    const float* lse = p.workspace + L.lse_off + head * L.rows_per_head + qb * kBlockQ;
-    float* dsink = p.workspace + L.dsink_off + head * L.rows_per_head + qb * kBlockQ;
-    for (int64_t r = 0; r < rows; ++r) dsink[r] = lse[r] == kNegInf ? 0.0f : -std::exp(sink - lse[r]) * dd[r];
+    for (int64_t h = g * p.group; h < (g + 1) * p.group; ++h) {
+      const int64_t head = b * p.Hq + h;
+      for (int64_t qb = qb_first; qb < qb_end; ++qb) {
+        const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+        const int64_t panels = (rows + kMR - 1) / kMR;
+        const float* qr = p.workspace + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp;
+        const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
+        float* dqp = p.workspace + L.dqp_off + (kg * p.B * p.Hq + head) * L.dqp_per_head + qb * kBlockQ * L.dkp;
+        if (p.dropout_p > 0.0)
+          for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+        for (int64_t pn = 0; pn < panels; ++pn)
+          for (int64_t col = 0; col < kBlockK; col += NR) {
+            ScoreTile<false>(qr + pn * kMR * L.dkp, L.dkp, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+            ScoreTile<false>(dor + pn * kMR * L.dvp, L.dvp, vt + col, p.Dv, dp + pn * kMR * kSStride + col);
+          }
+        GradientTiles(bp, L, b, h, qb, rows, jb, drop, bp.d_mask != nullptr, s, dp);
+        // Padding rows r >= rows hold zero tiles (zero Q and dO rows), never
+        // transformed: they add 0 to dQ's padding rows.
+
+        // dV += Wᵀ·dO and dK += dRᵀ·Q over the block's real rows.
+        if (!qflags[head * L.nqb + qb]) {
+          for (int64_t pn = 0; pn < kPanelsK; ++pn) {
+            for (int64_t col = 0; col < L.dvp; col += NR)
+              AccumulateTile<1, kSStride>(s + pn * kMR, rows, dor + col, L.dvp, nullptr, dv + pn * kMR * L.dvp + col,
+                                          L.dvp);
+            for (int64_t col = 0; col < L.dkp; col += NR)
+              AccumulateTile<1, kSStride>(dp + pn * kMR, rows, qr + col, L.dkp, nullptr, dk + pn * kMR * L.dkp + col,
+                                          L.dkp);
+          }
+        } else {
+          for (int64_t j = 0; j < count; ++j) {
+            AccumulateRowSkippingZeros(s + j, kSStride, rows, dor, L.dvp, L.dvp, 1.0f, dv + j * L.dvp);
+            AccumulateRowSkippingZeros(dp + j, kSStride, rows, qr, L.dkp, L.dkp, 1.0f, dk + j * L.dkp);
+          }
+        }
+        // dQ (this group's part) += dR·K.
+        if (k_finite) {
+          for (int64_t pn = 0; pn < panels; ++pn)
+            for (int64_t col = 0; col < L.dkp; col += NR)
+              AccumulateTile<kSStride, 1>(dp + pn * kMR * kSStride, count, kr + col, L.dkp, nullptr,
+                                          dqp + pn * kMR * L.dkp + col, L.dkp);
+        } else {
+          for (int64_t r = 0; r < rows; ++r)
+            AccumulateRowSkippingZeros(dp + r * kSStride, 1, count, kr, L.dkp, L.dkp, 1.0f, dqp + r * L.dkp);
+        }
+      }
+    }
+
+    float* dk_out = bp.dk + b * bp.dk_stride[0] + g * bp.dk_stride[1];
+    float* dv_out = bp.dv + b * bp.dv_stride[0] + g * bp.dv_stride[1];
+    for (int64_t j = 0; j < count; ++j) {
+      for (int64_t x = 0; x < p.Dk; ++x)
+        dk_out[(jb + j) * bp.dk_stride[2] + x * bp.dk_stride[3]] = p.scale * dk[j * L.dkp + x];
+      for (int64_t x = 0; x < p.Dv; ++x) dv_out[(jb + j) * bp.dv_stride[2] + x * bp.dv_stride[3]] = dv[j * L.dvp + x];
+    }
   }
 }
 
-// Pass B: dK and dV for one key block of key/value head (b, g), summed over
-// the query heads of its group and their query blocks, in that order.
-void DKeyValueItem(void* ctx_ptr, int64_t item, int thread) {
+// Last step, per query block of head (b, h): dQ = scale · Σ_groups dQpart in
+// group order, and each row's −p_sink·D for d_sinks.
+void FinishQueryBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
   const BwdCtx& c = *static_cast<const BwdCtx*>(ctx_ptr);
   const FlashBackwardParams& bp = *c.bp;
   const FlashForwardParams& p = bp.f;
   const BwdLayout& L = c.L;
-  const int64_t NR = TileWidth();
-  const int64_t bg = item / L.nkb;  // head by head (see ForwardItem); within a head the first
-  const int64_t kb = item % L.nkb;   // key blocks first: most queries see them when causal
-  const int64_t b = bg / p.Hkv, g = bg % p.Hkv, kv_head = b * p.Hkv + g;
-  const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
-  constexpr int64_t kPanelsK = kBlockKPadded / kMR;
-
-  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
-  float* s = scratch + L.s_off;
-  float* dp = scratch + L.dp_off;
-  float* dk = scratch + L.acc_off;   // [kBlockKPadded][dkp]  Σ dRᵀ·Q
-  float* dv = scratch + L.acc2_off;  // [kBlockKPadded][dvp]  Σ Wᵀ·dO
-  uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);
-  std::memset(dk, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dkp));
-  std::memset(dv, 0, sizeof(float) * static_cast<size_t>(kBlockKPadded * L.dvp));
-  // The tiles' columns kBlockK..kBlockKPadded are read as panels: keep them 0.
-  for (int64_t r = 0; r < kBlockQ; ++r)
-    for (int64_t j = kBlockK; j < kSStride; ++j) s[r * kSStride + j] = dp[r * kSStride + j] = 0.0f;
-  const float* kt = p.workspace + L.kt_off + kv_head * L.kt_per_head + kb * p.Dk * kBlockK;
-  const float* vt = p.workspace + L.vt_off + kv_head * L.vt_per_head + kb * p.Dv * kBlockK;
-  const uint8_t* qflags = reinterpret_cast<const uint8_t*>(p.workspace + L.qflags_off);
-
-  for (int64_t h = g * p.group; h < (g + 1) * p.group; ++h) {
-    const int64_t head = b * p.Hq + h;
-    for (int64_t qb = 0; qb < L.nqb; ++qb) {
-      const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
-      const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
-      if (last_row.hi <= jb || first_row.lo >= jb + kBlockK || last_row.hi <= first_row.lo) continue;
-      const int64_t panels = (rows + kMR - 1) / kMR;
-      const float* qr = p.workspace + L.qr_off + head * L.qr_per_head + qb * kBlockQ * L.dkp;
-      const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
-      if (p.dropout_p > 0.0)
-        for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
-      for (int64_t pn = 0; pn < panels; ++pn)
-        for (int64_t col = 0; col < kBlockK; col += NR) {
-          ScoreTile<false>(qr + pn * kMR * L.dkp, L.dkp, kt + col, p.Dk, s + pn * kMR * kSStride + col);
-          ScoreTile<false>(dor + pn * kMR * L.dvp, L.dvp, vt + col, p.Dv, dp + pn * kMR * kSStride + col);
-        }
-      GradientTiles(bp, L, b, h, qb, rows, jb, drop, false, s, dp);
-      // dV += Wᵀ·dO and dK += dRᵀ·Q over the block's real rows only.
-      if (!qflags[head * L.nqb + qb]) {
-        for (int64_t pn = 0; pn < kPanelsK; ++pn) {
-          for (int64_t col = 0; col < L.dvp; col += NR)
-            AccumulateTile<1, kSStride>(s + pn * kMR, rows, dor + col, L.dvp, nullptr, dv + pn * kMR * L.dvp + col,
-                                        L.dvp);
-          for (int64_t col = 0; col < L.dkp; col += NR)
-            AccumulateTile<1, kSStride>(dp + pn * kMR, rows, qr + col, L.dkp, nullptr, dk + pn * kMR * L.dkp + col,
-                                        L.dkp);
-        }
-      } else {
-        for (int64_t j = 0; j < count; ++j) {
-          AccumulateRowSkippingZeros(s + j, kSStride, rows, dor, L.dvp, L.dvp, 1.0f, dv + j * L.dvp);
-          AccumulateRowSkippingZeros(dp + j, kSStride, rows, qr, L.dkp, L.dkp, 1.0f, dk + j * L.dkp);
-        }
-      }
+  const int64_t head = item / L.nqb, qb = item % L.nqb;
+  const int64_t b = head / p.Hq, h = head % p.Hq;
+  const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+  float* out = bp.dq + b * bp.dq_stride[0] + h * bp.dq_stride[1];
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < p.Dk; ++x) {
+      float sum = 0.0f;
+      for (int64_t kg = 0; kg < L.groups; ++kg)
+        sum += p.workspace[L.dqp_off + (kg * p.B * p.Hq + head) * L.dqp_per_head + (qb * kBlockQ + r) * L.dkp + x];
+      out[(i0 + r) * bp.dq_stride[2] + x * bp.dq_stride[3]] = p.scale * sum;
     }
-  }
-
-  float* dk_out = bp.dk + b * bp.dk_stride[0] + g * bp.dk_stride[1];
-  float* dv_out = bp.dv + b * bp.dv_stride[0] + g * bp.dv_stride[1];
-  for (int64_t j = 0; j < count; ++j) {
-    for (int64_t x = 0; x < p.Dk; ++x) dk_out[(jb + j) * bp.dk_stride[2] + x * bp.dk_stride[3]] = p.scale * dk[j * L.dkp + x];
-    for (int64_t x = 0; x < p.Dv; ++x) dv_out[(jb + j) * bp.dv_stride[2] + x * bp.dv_stride[3]] = dv[j * L.dvp + x];
-  }
 }
 
 /// The whole backward pass on this target.
 void FlashBackward(const FlashBackwardParams& bp) {
   const FlashForwardParams& p = bp.f;
   BwdCtx c{&bp, MakeBwdLayout(bp)};
-  parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKeyBlock, &c);
-  parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &PackQueryBlock, &c);
-  parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &DQueryItem, &c);
-  parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &DKeyValueItem, &c);
-  if (bp.d_sinks)  // Σ over batch and rows, in that order, for each head
+  const BwdLayout& L = c.L;
+  // Key groups: contiguous runs of key blocks with about equal work (the
+  // number of query blocks that see each key block), from the shape alone.
+  int64_t* group_first = reinterpret_cast<int64_t*>(p.workspace + L.group_first_off);
+  {
+    auto work = [&](int64_t kb) {  // (no std::vector in per-target code)
+      int64_t first, end;
+      QueryBlocksSeeing(p, L.nqb, kb, &first, &end);
+      return std::max<int64_t>(end - first, 0) + 1;
+    };
+    int64_t total = 0;
+    for (int64_t kb = 0; kb < L.nkb; ++kb) total += work(kb);
+    int64_t kg = 0, acc = 0;
+    group_first[0] = 0;
+    for (int64_t kb = 0; kb < L.nkb && kg + 1 < L.groups; ++kb) {
+      acc += work(kb);
+      if (acc * L.groups >= (kg + 1) * total) group_first[++kg] = kb + 1;
+    }
+    while (kg + 1 < L.groups) group_first[++kg] = L.nkb;  // (tiny shapes: empty groups)
+    group_first[L.groups] = L.nkb;
+  }
+  std::memset(p.workspace + L.dqp_off, 0, sizeof(float) * static_cast<size_t>(L.groups * p.B * p.Hq * L.dqp_per_head));
+  parallel_for(p.B * p.Hkv * L.nkb, p.threads, &PackKeyBlock, &c);
+  parallel_for(p.B * p.Hq * L.nqb, p.threads, &PackQueryBlock, &c);
+  parallel_for(p.B * p.Hkv * L.groups, p.threads, &KeyGroupItem, &c);
+  parallel_for(p.B * p.Hq * L.nqb, p.threads, &FinishQueryBlock, &c);
+  if (bp.d_sinks)  // Σ_b Σ_i −p_sink·D, in that order, for each head (the reference's order)
     for (int64_t h = 0; h < p.Hq; ++h) {
+      const float sink = p.sinks[h * p.sinks_stride];
       float sum = 0.0f;
       for (int64_t b = 0; b < p.B; ++b) {
-        const float* dsink = p.workspace + c.L.dsink_off + (b * p.Hq + h) * c.L.rows_per_head;
-        for (int64_t i = 0; i < p.Lq; ++i) sum += dsink[i];
+        const int64_t head = b * p.Hq + h;
+        const float* dd = p.workspace + L.dd_off + head * L.rows_per_head;
+        const float* lse = p.workspace + L.lse_off + head * L.rows_per_head;
+        for (int64_t i = 0; i < p.Lq; ++i)
+          if (lse[i] != kNegInf) sum += -std::exp(sink - lse[i]) * dd[i];
       }
       bp.d_sinks[h * bp.d_sinks_stride] = sum;
     }
