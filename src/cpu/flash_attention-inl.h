@@ -22,9 +22,10 @@
 //   What backward needs: out and lse (nothing else is saved).
 //
 // Backward (see the comment above FlashBackward): P is recomputed from lse,
-// tile by tile, in two passes so that every gradient element is summed by one
-// thread in a fixed order — dQ by query block, dK and dV by key block — with
-// no atomics and no [Lq, Lk] buffer.
+// tile by tile, in one pass over key blocks; every gradient element is
+// summed by one thread in a fixed order — dK and dV by key block, dQ in
+// partial sums per group of key blocks added in group order — with no
+// atomics and no [Lq, Lk] buffer.
 //
 // The arithmetic of a row (forward) or of a gradient element (backward) never
 // depends on the thread or the order of work items, so results are
@@ -898,7 +899,7 @@ void PackQueryBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
 
 // One block's S and dP tiles (rows r < rows of query block qb, keys jb..)
 // turned into W = P·z (in s) and dR (in dp), in place. Also writes the float
-// mask's gradient ds when asked (pass A only: it owns every (i, j) once).
+// mask's gradient ds when asked (each (i, j) tile is visited once).
 //   p = exp(s − lse) (0 where hidden or the row saw nothing)
 //   dp = z·(dO·v) (0 where dropped: that value is never read)
 //   ds = p·(dp − D), dr = ds·(1 − t²) with softcap; 0 where hidden.
@@ -952,7 +953,7 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
         wv = hn::Mul(pv, zv);
       }
       VF ds = hn::IfThenZeroElse(hidden, hn::Mul(pv, hn::Sub(dpv, D)));
-      if (write_mask_grad) {  // each (b, h, i, j) is visited once in pass A
+      if (write_mask_grad) {  // each (b, h, i, j) is visited once
         HWY_ALIGN float dsv[hn::MaxLanes(DF())];
         hn::Store(ds, d, dsv);
         float* dm = bp.d_mask + b * bp.d_mask_stride[0] + h * bp.d_mask_stride[1] + (i0 + r) * bp.d_mask_stride[2];
