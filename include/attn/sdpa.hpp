@@ -67,6 +67,18 @@ enum class CausalAlignment {
   BottomRight,  ///< query i sees keys j <= i + Lk - Lq (FlashAttention, KV-cache decode)
 };
 
+/// Which implementation computes a call. Both compute the same function (the
+/// fast one is checked against the reference on every option); they differ
+/// in speed and in rounding order.
+enum class SdpaBackend {
+  Auto,       ///< the fast CPU path where it supports the call, else the reference
+  Reference,  ///< the plain loops of src/reference/sdpa.cpp (the specification)
+  Fast,       ///< the fused flash kernel of src/cpu/ (float only); ValueError where unsupported
+};
+
+/// "auto", "reference" or "fast".
+const char* to_string(SdpaBackend backend);
+
 template <class T>
 struct SdpaOptions {
   /// Bool mask, True = attend (PyTorch SDPA). Broadcastable to [B, Hq, Lq, Lk].
@@ -88,6 +100,7 @@ struct SdpaOptions {
   Tensor<T> sinks;              ///< [Hq] attention-sink logits: in the softmax denominator, no value
   bool return_weights = false;  ///< also return the [B, Hq, Lq, Lk] weights (after dropout)
   bool return_lse = true;       ///< return the [B, Hq, Lq] log-sum-exp (needed by backward)
+  SdpaBackend backend = SdpaBackend::Auto;  ///< which implementation (see SdpaBackend)
 };
 
 template <class T>
@@ -121,6 +134,18 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
                                                        const Tensor<T>& output, const Tensor<T>& lse,
                                                        const SdpaOptions<T>& options = {},
                                                        bool need_float_mask_grad = false);
+
+/// The implementation scaled_dot_product_attention (or, with `backward`, its
+/// backward) uses for these arguments: Reference or Fast, never Auto. The
+/// fast path takes float32 calls of every option except returned weights
+/// (they need the [Lq, Lk] matrix it exists to avoid) and, in backward, a
+/// float-mask gradient for a mask broadcast over batch, heads or query rows.
+/// Throws ValueError if options.backend is Fast and the fast path does not
+/// take the call (the message says why).
+template <class T>
+SdpaBackend sdpa_selected_backend(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                  const SdpaOptions<T>& options, bool backward = false,
+                                  bool need_float_mask_grad = false);
 
 /// The keep/drop decision of dropout for weight (b, h, i, j): a counter-based
 /// hash of (seed, b, h, i, j), so it does not depend on threads or tiling.

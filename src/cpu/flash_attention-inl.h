@@ -959,7 +959,9 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
         float* dm = bp.d_mask + b * bp.d_mask_stride[0] + h * bp.d_mask_stride[1] + (i0 + r) * bp.d_mask_stride[2];
         for (int64_t x = 0; x < N && jb + j + x < p.Lk; ++x) dm[(jb + j + x) * bp.d_mask_stride[3]] += dsv[x];
       }
-      if (p.softcap > 0.0f) ds = hn::Mul(ds, hn::NegMulAdd(t, t, hn::Set(d, 1.0f)));
+      // t is NaN where a hidden key holds NaN: zero those lanes again, since
+      // 0·NaN would carry it into dQ and dK.
+      if (p.softcap > 0.0f) ds = hn::IfThenZeroElse(hidden, hn::Mul(ds, hn::NegMulAdd(t, t, hn::Set(d, 1.0f))));
       hn::Store(wv, d, srow + j);
       hn::Store(ds, d, dprow + j);
     }

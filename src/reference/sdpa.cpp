@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "attn/sdpa.hpp"
+#include "reference/sdpa.hpp"
 
 namespace attn {
 namespace {
@@ -230,6 +231,14 @@ T dropout_factor(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t 
 
 // ---- forward ----------------------------------------------------------------------
 
+namespace reference {
+
+template <class T>
+void check_sdpa_arguments(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                          const SdpaOptions<T>& options) {
+  (void)check_arguments(fn, query, key, value, options);
+}
+
 template <class T>
 SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                                            const SdpaOptions<T>& options) {
@@ -261,6 +270,8 @@ SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<
   if (options.return_lse) r.lse = lse;
   return r;
 }
+
+}  // namespace reference
 
 // ---- backward ---------------------------------------------------------------------
 //
@@ -310,16 +321,26 @@ T rowsum_grad_times_output(const Problem<T>& pb, const Tensor<T>& grad_output, c
 
 }  // namespace
 
+namespace reference {
+
+template <class T>
+void check_sdpa_backward_arguments(const char* fn, const Tensor<T>& grad_output, const Tensor<T>& query,
+                                   const Tensor<T>& key, const Tensor<T>& value, const Tensor<T>& output,
+                                   const Tensor<T>& lse, const SdpaOptions<T>& options, bool need_float_mask_grad) {
+  const Problem<T> pb = check_arguments(fn, query, key, value, options);
+  check_backward_shapes(fn, pb, grad_output, output, lse);
+  if (need_float_mask_grad && !options.float_mask.defined())
+    throw ValueError(prefix(fn) + "need_float_mask_grad is true but options.float_mask is not given");
+}
+
 template <class T>
 SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
                                                        const Tensor<T>& key, const Tensor<T>& value,
                                                        const Tensor<T>& output, const Tensor<T>& lse,
                                                        const SdpaOptions<T>& options, bool need_float_mask_grad) {
   const char* fn = "scaled_dot_product_attention_backward";
+  check_sdpa_backward_arguments(fn, grad_output, query, key, value, output, lse, options, need_float_mask_grad);
   const Problem<T> pb = check_arguments(fn, query, key, value, options);
-  check_backward_shapes(fn, pb, grad_output, output, lse);
-  if (need_float_mask_grad && !options.float_mask.defined())
-    throw ValueError(prefix(fn) + "need_float_mask_grad is true but options.float_mask is not given");
 
   SdpaGradients<T> g;
   g.d_query = Tensor<T>(query.shape());
@@ -378,6 +399,11 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
 }
 
 #define ATTN_INSTANTIATE(T)                                                                                   \
+  template void check_sdpa_arguments<T>(const char*, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,     \
+                                        const SdpaOptions<T>&);                                                \
+  template void check_sdpa_backward_arguments<T>(const char*, const Tensor<T>&, const Tensor<T>&,             \
+                                                 const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
+                                                 const Tensor<T>&, const SdpaOptions<T>&, bool);               \
   template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
                                                          const SdpaOptions<T>&);                               \
   template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                         \
@@ -387,4 +413,5 @@ ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(double)
 #undef ATTN_INSTANTIATE
 
+}  // namespace reference
 }  // namespace attn

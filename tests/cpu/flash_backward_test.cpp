@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "attn/sdpa.hpp"
+#include "reference/sdpa.hpp"  // src/reference: the specification the fast path is held to
 #include "attn/threading.hpp"
 #include "cpu/flash_attention.hpp"
 
@@ -92,8 +93,8 @@ void expect_close(const Tensor<float>& got, const Tensor<float>& want, const std
 void check_against_reference(const Problem& pr, const SdpaOptions<float>& o, const std::string& what,
                              bool mask_grad = false) {
   ASSERT_TRUE(attn::cpu::flash_supports_backward(pr.q, pr.k, pr.v, o, mask_grad)) << what;
-  const auto fwd = attn::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
-  const auto ref = attn::scaled_dot_product_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o,
+  const auto fwd = attn::reference::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
+  const auto ref = attn::reference::scaled_dot_product_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o,
                                                                mask_grad);
   for (const std::string& target : attn::cpu::available_simd_targets()) {
     ASSERT_TRUE(attn::cpu::force_simd_target(target));
@@ -252,7 +253,7 @@ TEST(FlashBackward, HiddenNanNeverLeaksAndEmptyRowsGetZero) {
   for (int64_t i = 0; i < Lq; ++i) o.bool_mask(i, 68) = o.bool_mask(i, 69) = false;
   for (int64_t j = 0; j < Lk; ++j) o.bool_mask(5, j) = false;  // row 5 sees nothing
   check_against_reference(pr, o, "hidden NaN/Inf keys and values");
-  const auto fwd = attn::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
+  const auto fwd = attn::reference::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
   const auto got = attn::cpu::flash_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o);
   for (int64_t x = 0; x < 16; ++x) EXPECT_EQ(got.d_query(0, 0, 5, x), 0.0f);
   for (int64_t h = 0; h < 2; ++h)
@@ -269,7 +270,7 @@ TEST(FlashBackward, OneAndTwoThreadsAreBitIdentical) {
   o.is_causal = true;
   o.dropout_p = 0.1;
   o.sinks = random_tensor({4}, 61);
-  const auto fwd = attn::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
+  const auto fwd = attn::reference::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
   auto run = [&](int threads) {
     attn::set_num_threads(threads);
     return attn::cpu::flash_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o);
@@ -297,9 +298,9 @@ TEST(FlashBackward, FromTheFastForward) {
   attn::SdpaResult<float> fast;
   attn::cpu::flash_attention_forward(pr.q, pr.k, pr.v, o, fast.output, fast.lse);
   const auto got = attn::cpu::flash_attention_backward(pr.dout, pr.q, pr.k, pr.v, fast.output, fast.lse, o);
-  const auto fwd = attn::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
+  const auto fwd = attn::reference::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
   const auto ref =
-      attn::scaled_dot_product_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o);
+      attn::reference::scaled_dot_product_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o);
   expect_close(got.d_query, ref.d_query, "d_query");
   expect_close(got.d_key, ref.d_key, "d_key");
   expect_close(got.d_value, ref.d_value, "d_value");

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "attn/sdpa.hpp"
+#include "reference/sdpa.hpp"  // src/reference: the specification the fast path is held to
 #include "attn/threading.hpp"
 #include "cpu/dropout_hash.hpp"
 #include "cpu/flash_attention.hpp"
@@ -107,7 +108,7 @@ attn::SdpaResult<float> fast(const Inputs& in, const SdpaOptions<float>& o) {
 // Fast vs reference on every SIMD target this CPU supports.
 void check_against_reference(const Inputs& in, const SdpaOptions<float>& o, const std::string& what) {
   ASSERT_TRUE(attn::cpu::flash_supports(in.q, in.k, in.v, o)) << what;
-  const auto ref = attn::scaled_dot_product_attention(in.q, in.k, in.v, o);
+  const auto ref = attn::reference::scaled_dot_product_attention(in.q, in.k, in.v, o);
   for (const std::string& target : attn::cpu::available_simd_targets()) {
     ASSERT_TRUE(attn::cpu::force_simd_target(target));
     const auto got = fast(in, o);
@@ -328,7 +329,7 @@ TEST(FlashForward, StridedLayouts) {
   o.causal_alignment = CausalAlignment::BottomRight;
   check_against_reference(in, o, "strided");
   // Output written through strides too.
-  const auto ref = attn::scaled_dot_product_attention(in.q, in.k, in.v, o);
+  const auto ref = attn::reference::scaled_dot_product_attention(in.q, in.k, in.v, o);
   Tensor<float> out = Tensor<float>({B, Lq, H, D}).transpose(1, 2), lse;
   attn::cpu::flash_attention_forward(in.q, in.k, in.v, o, out, lse);
   expect_close(out, ref.output, kTol, "strided output");
@@ -396,7 +397,7 @@ TEST(FlashForward, HiddenNanAndInfNeverLeak) {
     }
   SdpaOptions<float> causal;
   causal.is_causal = true;
-  const auto ref = attn::scaled_dot_product_attention(in.q, in.k, in.v, causal);
+  const auto ref = attn::reference::scaled_dot_product_attention(in.q, in.k, in.v, causal);
   for (const std::string& target : attn::cpu::available_simd_targets()) {
     ASSERT_TRUE(attn::cpu::force_simd_target(target));
     const auto got = fast(in, causal);
@@ -415,7 +416,7 @@ TEST(FlashForward, HiddenNanAndInfNeverLeak) {
   fmask.float_mask = Tensor<float>({70});
   fmask.float_mask(68) = fmask.float_mask(69) = -kInf;
   for (const auto* o : {&bmask, &fmask}) {
-    const auto want = attn::scaled_dot_product_attention(clean.q, clean.k.slice(2, 0, 68), clean.v.slice(2, 0, 68));
+    const auto want = attn::reference::scaled_dot_product_attention(clean.q, clean.k.slice(2, 0, 68), clean.v.slice(2, 0, 68));
     for (const std::string& target : attn::cpu::available_simd_targets()) {
       ASSERT_TRUE(attn::cpu::force_simd_target(target));
       const auto got = fast(in, *o);
@@ -495,7 +496,7 @@ TEST(FlashForward, WorkspaceReuseAcrossShapes) {
   const auto s = fast(small, {});
   const auto again = fast(big, {});
   EXPECT_EQ(std::memcmp(first.output.data(), again.output.data(), sizeof(float) * first.output.numel()), 0);
-  expect_close(s.output, attn::scaled_dot_product_attention(small.q, small.k, small.v).output, kTol, "small");
+  expect_close(s.output, attn::reference::scaled_dot_product_attention(small.q, small.k, small.v).output, kTol, "small");
 }
 
 TEST(FlashForward, SupportsAndRejects) {

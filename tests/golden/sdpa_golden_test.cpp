@@ -18,6 +18,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -182,7 +183,8 @@ void expect_matches(const std::string& what, const attn::Tensor<T>& got, const j
 // ---- one configuration, in precision T -----------------------------------------------
 
 template <class T>
-void run_config(const json& c, Tolerance out_tol, Tolerance lse_tol, Tolerance grad_tol) {
+void run_config(const json& c, Tolerance out_tol, Tolerance lse_tol, Tolerance grad_tol,
+                attn::SdpaBackend backend = attn::SdpaBackend::Auto) {
   const std::string layout = c.at("layout").get<std::string>();
   const json& in = c.at("inputs");
   const json& want = c.at("expected");
@@ -194,13 +196,20 @@ void run_config(const json& c, Tolerance out_tol, Tolerance lse_tol, Tolerance g
   attn::SdpaOptions<T> opt = read_options<T>(c.at("options"));
   opt.return_weights = want.contains("weights");
   opt.return_lse = true;
+  opt.backend = backend;
+  // Float calls run on the fast path unless they ask for the weights (and, in
+  // backward, a broadcast mask's gradient): check that Auto really takes it.
+  const bool need_mask_grad = want.contains("d_float_mask");
+  if constexpr (std::is_same_v<T, float>) {
+    if (backend == attn::SdpaBackend::Auto && !opt.return_weights)
+      EXPECT_EQ(attn::sdpa_selected_backend(q, k, v, opt), attn::SdpaBackend::Fast);
+  }
 
   const attn::SdpaResult<T> res = attn::scaled_dot_product_attention(q, k, v, opt);
   expect_matches("output", res.output, want.at("output"), out_tol);
   expect_matches("lse", res.lse, want.at("lse"), lse_tol);
   if (opt.return_weights) expect_matches("weights", res.weights, want.at("weights"), out_tol);
 
-  const bool need_mask_grad = want.contains("d_float_mask");
   const attn::SdpaGradients<T> g =
       attn::scaled_dot_product_attention_backward(d_out, q, k, v, res.output, res.lse, opt, need_mask_grad);
   expect_matches("d_query", g.d_query, want.at("d_query"), grad_tol);
@@ -219,8 +228,15 @@ TEST_P(SdpaGoldenTest, Double) {
   run_config<double>(config(GetParam()), tight, tight, tight);
 }
 
+// Float runs twice: as users get it (the fast path wherever it applies) and
+// on the reference path, so both are held to PyTorch independently.
 TEST_P(SdpaGoldenTest, Float) {
   run_config<float>(config(GetParam()), Tolerance{1e-5, false}, Tolerance{1e-5, true}, Tolerance{1e-4, true});
+}
+
+TEST_P(SdpaGoldenTest, FloatReference) {
+  run_config<float>(config(GetParam()), Tolerance{1e-5, false}, Tolerance{1e-5, true}, Tolerance{1e-4, true},
+                    attn::SdpaBackend::Reference);
 }
 
 INSTANTIATE_TEST_SUITE_P(SdpaGolden, SdpaGoldenTest, ::testing::ValuesIn(config_indices()),

@@ -1,0 +1,113 @@
+// The public scaled dot-product attention (attn/sdpa.hpp): validate the
+// arguments once, then send the call to one of two implementations that
+// compute the same function —
+//
+//   reference  src/reference/sdpa.cpp       plain loops, any T: the specification
+//   fast       src/cpu/flash_attention.cpp  fused, tiled, SIMD, threaded: float
+//
+// tests/cpu/ check the fast one against the reference on every option.
+#include <string>
+#include <type_traits>
+
+#include "attn/errors.hpp"
+#include "attn/sdpa.hpp"
+#include "cpu/flash_attention.hpp"
+#include "reference/sdpa.hpp"
+
+namespace attn {
+
+const char* to_string(SdpaBackend backend) {
+  switch (backend) {
+    case SdpaBackend::Auto: return "auto";
+    case SdpaBackend::Reference: return "reference";
+    case SdpaBackend::Fast: return "fast";
+  }
+  return "?";
+}
+
+namespace {
+
+// Why the fast path does not take a call, or "" when it does.
+template <class T>
+std::string fast_path_refuses(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                              const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return "the fast path computes float32 only";
+  } else {
+    if (options.return_weights) return "return_weights needs the [B, Hq, Lq, Lk] weights, which the fast path never forms";
+    if (!cpu::flash_supports(query, key, value, options)) return "a sequence is longer than 2^30 (int32 indices)";
+    if (backward && !cpu::flash_supports_backward(query, key, value, options, need_float_mask_grad))
+      return "the float-mask gradient of a mask broadcast over batch, heads or query rows is summed by the "
+             "reference path only";
+    return "";
+  }
+}
+
+template <class T>
+SdpaBackend choose(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                   const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
+  if (options.backend == SdpaBackend::Reference) return SdpaBackend::Reference;
+  const std::string why_not = fast_path_refuses(query, key, value, options, backward, need_float_mask_grad);
+  if (why_not.empty()) return SdpaBackend::Fast;
+  if (options.backend == SdpaBackend::Fast)
+    throw ValueError(std::string(fn) + ": options.backend is SdpaBackend::Fast but " + why_not);
+  return SdpaBackend::Reference;
+}
+
+}  // namespace
+
+template <class T>
+SdpaBackend sdpa_selected_backend(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                  const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
+  return choose("sdpa_selected_backend", query, key, value, options, backward, need_float_mask_grad);
+}
+
+template <class T>
+SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                           const SdpaOptions<T>& options) {
+  const char* fn = "scaled_dot_product_attention";
+  reference::check_sdpa_arguments(fn, query, key, value, options);
+  if constexpr (std::is_same_v<T, float>) {
+    if (choose(fn, query, key, value, options, false, false) == SdpaBackend::Fast) {
+      SdpaResult<float> r;
+      Tensor<float> lse;
+      cpu::flash_attention_forward(query, key, value, options, r.output, lse);
+      if (options.return_lse) r.lse = std::move(lse);
+      return r;
+    }
+  } else {
+    (void)choose(fn, query, key, value, options, false, false);  // throws for backend Fast
+  }
+  return reference::scaled_dot_product_attention(query, key, value, options);
+}
+
+template <class T>
+SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
+                                                       const Tensor<T>& key, const Tensor<T>& value,
+                                                       const Tensor<T>& output, const Tensor<T>& lse,
+                                                       const SdpaOptions<T>& options, bool need_float_mask_grad) {
+  const char* fn = "scaled_dot_product_attention_backward";
+  reference::check_sdpa_backward_arguments(fn, grad_output, query, key, value, output, lse, options,
+                                           need_float_mask_grad);
+  if (choose(fn, query, key, value, options, true, need_float_mask_grad) == SdpaBackend::Fast) {
+    if constexpr (std::is_same_v<T, float>)
+      return cpu::flash_attention_backward(grad_output, query, key, value, output, lse, options,
+                                           need_float_mask_grad);
+  }
+  return reference::scaled_dot_product_attention_backward(grad_output, query, key, value, output, lse, options,
+                                                          need_float_mask_grad);
+}
+
+#define ATTN_INSTANTIATE(T)                                                                                   \
+  template SdpaBackend sdpa_selected_backend<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
+                                                const SdpaOptions<T>&, bool, bool);                           \
+  template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+                                                         const SdpaOptions<T>&);                               \
+  template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                         \
+      const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+      const SdpaOptions<T>&, bool);
+ATTN_INSTANTIATE(float)
+ATTN_INSTANTIATE(double)
+#undef ATTN_INSTANTIATE
+
+}  // namespace attn

@@ -1,0 +1,114 @@
+// The public scaled_dot_product_attention's choice of implementation
+// (src/sdpa.cpp): which calls the fast path takes, that asking for it where
+// it cannot run is a clear error, and that both paths give the same answer
+// through the public API (the detailed agreement is tests/cpu/).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "attn/errors.hpp"
+#include "attn/sdpa.hpp"
+
+namespace {
+
+using attn::SdpaBackend;
+using attn::SdpaOptions;
+using attn::Tensor;
+
+template <class T>
+Tensor<T> ramp(attn::Shape shape, double step) {
+  Tensor<T> t(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t.flat(i) = static_cast<T>(std::sin(step * static_cast<double>(i + 1)));
+  return t;
+}
+
+TEST(SdpaDispatch, FloatGoesFastDoubleGoesReference) {
+  const auto qf = ramp<float>({1, 2, 5, 4}, 0.3), kf = ramp<float>({1, 2, 7, 4}, 0.7);
+  const auto qd = ramp<double>({1, 2, 5, 4}, 0.3), kd = ramp<double>({1, 2, 7, 4}, 0.7);
+  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, SdpaOptions<float>{}), SdpaBackend::Fast);
+  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, SdpaOptions<float>{}, /*backward=*/true), SdpaBackend::Fast);
+  EXPECT_EQ(attn::sdpa_selected_backend(qd, kd, kd, SdpaOptions<double>{}), SdpaBackend::Reference);
+  SdpaOptions<float> ref;
+  ref.backend = SdpaBackend::Reference;
+  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, ref), SdpaBackend::Reference);
+  SdpaOptions<float> weights;
+  weights.return_weights = true;
+  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, weights), SdpaBackend::Reference);
+}
+
+TEST(SdpaDispatch, BroadcastMaskGradientGoesReferenceInBackward) {
+  const auto q = ramp<float>({2, 2, 3, 4}, 0.3), k = ramp<float>({2, 2, 6, 4}, 0.7);
+  SdpaOptions<float> o;
+  o.float_mask = ramp<float>({3, 6}, 0.11);  // broadcast over batch and heads
+  EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o), SdpaBackend::Fast);
+  EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o, true, /*need_float_mask_grad=*/true), SdpaBackend::Reference);
+  EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o, true, /*need_float_mask_grad=*/false), SdpaBackend::Fast);
+}
+
+TEST(SdpaDispatch, ForcingFastWhereItCannotRunIsAValueErrorSayingWhy) {
+  const auto qd = ramp<double>({1, 1, 2, 3}, 0.3);
+  SdpaOptions<double> od;
+  od.backend = SdpaBackend::Fast;
+  try {
+    attn::scaled_dot_product_attention(qd, qd, qd, od);
+    FAIL() << "expected ValueError";
+  } catch (const attn::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("float32"), std::string::npos) << e.what();
+  }
+  const auto qf = ramp<float>({1, 1, 2, 3}, 0.3);
+  SdpaOptions<float> of;
+  of.backend = SdpaBackend::Fast;
+  of.return_weights = true;
+  try {
+    attn::scaled_dot_product_attention(qf, qf, qf, of);
+    FAIL() << "expected ValueError";
+  } catch (const attn::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("return_weights"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SdpaDispatch, InvalidArgumentsAreReportedBeforeAnyPathIsChosen) {
+  // The same ShapeError whichever backend is asked for.
+  const auto q = ramp<float>({1, 2, 3, 4}, 0.3), k = ramp<float>({1, 2, 3, 5}, 0.7);
+  for (SdpaBackend b : {SdpaBackend::Auto, SdpaBackend::Reference, SdpaBackend::Fast}) {
+    SdpaOptions<float> o;
+    o.backend = b;
+    EXPECT_THROW(attn::scaled_dot_product_attention(q, k, k, o), attn::ShapeError) << attn::to_string(b);
+  }
+}
+
+TEST(SdpaDispatch, BothPathsAgreeThroughThePublicApi) {
+  const auto q = ramp<float>({2, 4, 9, 8}, 0.37), k = ramp<float>({2, 2, 13, 8}, 0.71),
+             v = ramp<float>({2, 2, 13, 6}, 0.53), dout = ramp<float>({2, 4, 9, 6}, 0.19);
+  SdpaOptions<float> o;
+  o.enable_gqa = true;
+  o.is_causal = true;
+  o.causal_alignment = attn::CausalAlignment::BottomRight;
+  o.softcap = 5.0;
+  SdpaOptions<float> r = o;
+  r.backend = SdpaBackend::Reference;
+  const auto fast = attn::scaled_dot_product_attention(q, k, v, o);
+  const auto ref = attn::scaled_dot_product_attention(q, k, v, r);
+  for (int64_t i = 0; i < fast.output.numel(); ++i) EXPECT_NEAR(fast.output.flat(i), ref.output.flat(i), 5e-6);
+  for (int64_t i = 0; i < fast.lse.numel(); ++i) EXPECT_NEAR(fast.lse.flat(i), ref.lse.flat(i), 5e-6);
+  const auto gf = attn::scaled_dot_product_attention_backward(dout, q, k, v, fast.output, fast.lse, o);
+  const auto gr = attn::scaled_dot_product_attention_backward(dout, q, k, v, ref.output, ref.lse, r);
+  for (int64_t i = 0; i < gf.d_query.numel(); ++i) EXPECT_NEAR(gf.d_query.flat(i), gr.d_query.flat(i), 2e-5);
+  for (int64_t i = 0; i < gf.d_key.numel(); ++i) EXPECT_NEAR(gf.d_key.flat(i), gr.d_key.flat(i), 2e-5);
+  for (int64_t i = 0; i < gf.d_value.numel(); ++i) EXPECT_NEAR(gf.d_value.flat(i), gr.d_value.flat(i), 2e-5);
+}
+
+TEST(SdpaDispatch, ReturnLseFalseGivesNoLseOnEitherPath) {
+  const auto q = ramp<float>({1, 1, 3, 4}, 0.3);
+  for (SdpaBackend b : {SdpaBackend::Fast, SdpaBackend::Reference}) {
+    SdpaOptions<float> o;
+    o.backend = b;
+    o.return_lse = false;
+    const auto r = attn::scaled_dot_product_attention(q, q, q, o);
+    EXPECT_TRUE(r.output.defined());
+    EXPECT_FALSE(r.lse.defined()) << attn::to_string(b);
+  }
+}
+
+}  // namespace
