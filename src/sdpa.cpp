@@ -43,12 +43,30 @@ std::string fast_path_refuses(const Tensor<T>& query, const Tensor<T>& key, cons
   }
 }
 
+// Below this many multiply-adds (B·Hq·Lq·Lk·(Dk + Dv)) the fast path's fixed
+// cost — packing, workspace, waking a thread: 3 µs forward, ~10 µs backward —
+// is more than the reference loops take. Measured with
+// bench/sdpa_small_bench (bench/results/2026-11-23.md): forward breaks even
+// near 1024, backward between 4096 and 32768.
+constexpr double kFastForwardMinWork = 1024;
+constexpr double kFastBackwardMinWork = 8192;
+
+template <class T>
+double multiply_adds(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value) {
+  return static_cast<double>(query.size(0)) * static_cast<double>(query.size(1)) *
+         static_cast<double>(query.size(2)) * static_cast<double>(key.size(2)) *
+         static_cast<double>(query.size(3) + value.size(3));
+}
+
 template <class T>
 SdpaBackend choose(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                    const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
   if (options.backend == SdpaBackend::Reference) return SdpaBackend::Reference;
   const std::string why_not = fast_path_refuses(query, key, value, options, backward, need_float_mask_grad);
-  if (why_not.empty()) return SdpaBackend::Fast;
+  if (why_not.empty()) {
+    const bool small = multiply_adds(query, key, value) < (backward ? kFastBackwardMinWork : kFastForwardMinWork);
+    return options.backend == SdpaBackend::Auto && small ? SdpaBackend::Reference : SdpaBackend::Fast;
+  }
   if (options.backend == SdpaBackend::Fast)
     throw ValueError(std::string(fn) + ": options.backend is SdpaBackend::Fast but " + why_not);
   return SdpaBackend::Reference;

@@ -24,8 +24,9 @@ Tensor<T> ramp(attn::Shape shape, double step) {
 }
 
 TEST(SdpaDispatch, FloatGoesFastDoubleGoesReference) {
-  const auto qf = ramp<float>({1, 2, 5, 4}, 0.3), kf = ramp<float>({1, 2, 7, 4}, 0.7);
-  const auto qd = ramp<double>({1, 2, 5, 4}, 0.3), kd = ramp<double>({1, 2, 7, 4}, 0.7);
+  // 2·33·40·(16 + 16) = 84480 multiply-adds: past both small-problem cut-offs.
+  const auto qf = ramp<float>({1, 2, 33, 16}, 0.3), kf = ramp<float>({1, 2, 40, 16}, 0.7);
+  const auto qd = ramp<double>({1, 2, 33, 16}, 0.3), kd = ramp<double>({1, 2, 40, 16}, 0.7);
   EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, SdpaOptions<float>{}), SdpaBackend::Fast);
   EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, SdpaOptions<float>{}, /*backward=*/true), SdpaBackend::Fast);
   EXPECT_EQ(attn::sdpa_selected_backend(qd, kd, kd, SdpaOptions<double>{}), SdpaBackend::Reference);
@@ -37,10 +38,24 @@ TEST(SdpaDispatch, FloatGoesFastDoubleGoesReference) {
   EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, weights), SdpaBackend::Reference);
 }
 
-TEST(SdpaDispatch, BroadcastMaskGradientGoesReferenceInBackward) {
-  const auto q = ramp<float>({2, 2, 3, 4}, 0.3), k = ramp<float>({2, 2, 6, 4}, 0.7);
+TEST(SdpaDispatch, TinyProblemsGoReferenceUnlessFastIsAsked) {
+  // 1·1·6·6·(3 + 3) = 216 multiply-adds: the notes' example.
+  const auto x = ramp<float>({1, 1, 6, 3}, 0.3);
   SdpaOptions<float> o;
-  o.float_mask = ramp<float>({3, 6}, 0.11);  // broadcast over batch and heads
+  EXPECT_EQ(attn::sdpa_selected_backend(x, x, x, o), SdpaBackend::Reference);
+  EXPECT_EQ(attn::sdpa_selected_backend(x, x, x, o, true), SdpaBackend::Reference);
+  o.backend = SdpaBackend::Fast;
+  EXPECT_EQ(attn::sdpa_selected_backend(x, x, x, o), SdpaBackend::Fast);
+  // Between the cut-offs: 1·2·8·8·32 = 4096 goes fast forward, reference backward.
+  const auto y = ramp<float>({1, 2, 8, 16}, 0.3);
+  EXPECT_EQ(attn::sdpa_selected_backend(y, y, y, SdpaOptions<float>{}), SdpaBackend::Fast);
+  EXPECT_EQ(attn::sdpa_selected_backend(y, y, y, SdpaOptions<float>{}, true), SdpaBackend::Reference);
+}
+
+TEST(SdpaDispatch, BroadcastMaskGradientGoesReferenceInBackward) {
+  const auto q = ramp<float>({2, 2, 30, 16}, 0.3), k = ramp<float>({2, 2, 60, 16}, 0.7);
+  SdpaOptions<float> o;
+  o.float_mask = ramp<float>({30, 60}, 0.11);  // broadcast over batch and heads
   EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o), SdpaBackend::Fast);
   EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o, true, /*need_float_mask_grad=*/true), SdpaBackend::Reference);
   EXPECT_EQ(attn::sdpa_selected_backend(q, k, k, o, true, /*need_float_mask_grad=*/false), SdpaBackend::Fast);
@@ -79,8 +94,9 @@ TEST(SdpaDispatch, InvalidArgumentsAreReportedBeforeAnyPathIsChosen) {
 }
 
 TEST(SdpaDispatch, BothPathsAgreeThroughThePublicApi) {
-  const auto q = ramp<float>({2, 4, 9, 8}, 0.37), k = ramp<float>({2, 2, 13, 8}, 0.71),
-             v = ramp<float>({2, 2, 13, 6}, 0.53), dout = ramp<float>({2, 4, 9, 6}, 0.19);
+  const auto q = ramp<float>({2, 4, 19, 8}, 0.37), k = ramp<float>({2, 2, 23, 8}, 0.71),
+             v = ramp<float>({2, 2, 23, 6}, 0.53), dout = ramp<float>({2, 4, 19, 6}, 0.19);
+  ASSERT_EQ(attn::sdpa_selected_backend(q, k, v, SdpaOptions<float>{.enable_gqa = true}, true), SdpaBackend::Fast);
   SdpaOptions<float> o;
   o.enable_gqa = true;
   o.is_causal = true;

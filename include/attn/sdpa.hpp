@@ -71,7 +71,7 @@ enum class CausalAlignment {
 /// fast one is checked against the reference on every option); they differ
 /// in speed and in rounding order.
 enum class SdpaBackend {
-  Auto,       ///< the fast CPU path where it supports the call, else the reference
+  Auto,       ///< the fast CPU path where it supports the call and is faster (not on tiny shapes)
   Reference,  ///< the plain loops of src/reference/sdpa.cpp (the specification)
   Fast,       ///< the fused flash kernel of src/cpu/ (float only); ValueError where unsupported
 };
@@ -136,7 +136,9 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
                                                        bool need_float_mask_grad = false);
 
 /// The implementation scaled_dot_product_attention (or, with `backward`, its
-/// backward) uses for these arguments: Reference or Fast, never Auto. The
+/// backward) uses for these arguments: Reference or Fast, never Auto. Auto
+/// picks Reference for tiny problems (under ~1000 multiply-adds forward,
+/// ~8000 backward), where the fast path's fixed cost dominates. The
 /// fast path takes float32 calls of every option except returned weights
 /// (they need the [Lq, Lk] matrix it exists to avoid) and, in backward, a
 /// float-mask gradient for a mask broadcast over batch, heads or query rows.

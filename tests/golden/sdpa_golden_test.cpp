@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attn/sdpa.hpp"
+#include "cpu/flash_attention.hpp"  // flash_supports_backward: which configs the fast path takes
 
 namespace {
 
@@ -196,20 +197,25 @@ void run_config(const json& c, Tolerance out_tol, Tolerance lse_tol, Tolerance g
   attn::SdpaOptions<T> opt = read_options<T>(c.at("options"));
   opt.return_weights = want.contains("weights");
   opt.return_lse = true;
-  opt.backend = backend;
-  // Float calls run on the fast path unless they ask for the weights (and, in
-  // backward, a broadcast mask's gradient): check that Auto really takes it.
   const bool need_mask_grad = want.contains("d_float_mask");
-  if constexpr (std::is_same_v<T, float>) {
-    if (backend == attn::SdpaBackend::Auto && !opt.return_weights)
-      EXPECT_EQ(attn::sdpa_selected_backend(q, k, v, opt), attn::SdpaBackend::Fast);
-  }
+  // SdpaBackend::Fast means "the fast path wherever it runs": these configs
+  // are tiny, so Auto would send most of them to the reference loops.
+  opt.backend = backend;
+  if (backend == attn::SdpaBackend::Fast && opt.return_weights) opt.backend = attn::SdpaBackend::Reference;
+  if constexpr (std::is_same_v<T, float>)
+    if (backend == attn::SdpaBackend::Fast)
+      EXPECT_EQ(attn::sdpa_selected_backend(q, k, v, opt), opt.backend);
 
   const attn::SdpaResult<T> res = attn::scaled_dot_product_attention(q, k, v, opt);
   expect_matches("output", res.output, want.at("output"), out_tol);
   expect_matches("lse", res.lse, want.at("lse"), lse_tol);
   if (opt.return_weights) expect_matches("weights", res.weights, want.at("weights"), out_tol);
 
+  if (backend == attn::SdpaBackend::Fast) {
+    opt.backend = attn::SdpaBackend::Fast;
+    if constexpr (std::is_same_v<T, float>)
+      if (!attn::cpu::flash_supports_backward(q, k, v, opt, need_mask_grad)) opt.backend = attn::SdpaBackend::Reference;
+  }
   const attn::SdpaGradients<T> g =
       attn::scaled_dot_product_attention_backward(d_out, q, k, v, res.output, res.lse, opt, need_mask_grad);
   expect_matches("d_query", g.d_query, want.at("d_query"), grad_tol);
@@ -228,10 +234,12 @@ TEST_P(SdpaGoldenTest, Double) {
   run_config<double>(config(GetParam()), tight, tight, tight);
 }
 
-// Float runs twice: as users get it (the fast path wherever it applies) and
-// on the reference path, so both are held to PyTorch independently.
+// Float runs twice: on the fast path wherever it applies (everything but
+// returned weights and some mask gradients) and on the reference path, so
+// both are held to PyTorch independently.
 TEST_P(SdpaGoldenTest, Float) {
-  run_config<float>(config(GetParam()), Tolerance{1e-5, false}, Tolerance{1e-5, true}, Tolerance{1e-4, true});
+  run_config<float>(config(GetParam()), Tolerance{1e-5, false}, Tolerance{1e-5, true}, Tolerance{1e-4, true},
+                    attn::SdpaBackend::Fast);
 }
 
 TEST_P(SdpaGoldenTest, FloatReference) {
