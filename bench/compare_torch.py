@@ -10,6 +10,10 @@ For each shape of issue 4 — (B, H, N, d) = (1, 16, N, 64) for N in 512..4096,
   * math      the plain composition softmax(q·kᵀ·scale + mask)·v in torch
               (skipped where its [H, N, N] scores would not fit in memory)
   * torch.mm  n = 2048, torch's own matmul yardstick
+  * ort       ONNX Runtime's CPU kernel for the ONNX `Attention` operator
+              (opset 23; forward only, ONNX Runtime does no training here),
+              when `onnxruntime` and `onnx` import (pip install -r
+              bench/requirements.txt); its column says n/a otherwise
 all measured back to back for that row, every library on the same number of
 threads. FLOPs: 4·B·H·N²·d, half when causal; backward 2.5× forward.
 
@@ -28,6 +32,13 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+try:  # optional peer
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+except ImportError:
+    ort = None
 
 SGEMM_N = 2048
 SHAPES = [  # (B, Hq, Hkv, N, d)
@@ -94,6 +105,24 @@ def torch_sdpa_train(B, Hq, Hkv, N, d, causal, min_time):
     return best_time(step, min_time)
 
 
+def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
+    """ONNX Runtime, one `Attention` node (opset 23) on [B, H, N, d] inputs."""
+    if ort is None:
+        return None
+    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, N, d])
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
+    graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"q": rng.uniform(-1, 1, (B, Hq, N, d)).astype(np.float32),
+             "k": rng.uniform(-1, 1, (B, Hkv, N, d)).astype(np.float32),
+             "v": rng.uniform(-1, 1, (B, Hkv, N, d)).astype(np.float32)}
+    return best_time(lambda: sess.run(None, feeds), min_time)
+
+
 def torch_mm(n, min_time):
     a, b = torch.rand(n, n), torch.rand(n, n)
     return best_time(lambda: torch.mm(a, b), min_time)
@@ -130,11 +159,13 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn: {args.bench} "
           f"--threads={args.threads} --benchmark_min_time={args.min_time} --benchmark_filter=<shape>", flush=True)
     print("Each row is measured together, in this order: OpenBLAS sgemm n=2048, attn forward, sgemm, attn backward "
-          "(flash_bench), then torch SDPA forward, the math composition, torch.mm n=2048 and torch SDPA forward + "
-          "backward. %sgemm compares with the sgemm run just before.\n")
+          "(flash_bench), then torch SDPA forward, the math composition, torch.mm n=2048, torch SDPA forward + "
+          "backward and ONNX Runtime's Attention forward. %sgemm compares with the sgemm run just before.")
+    print(f"onnxruntime: {ort.__version__ if ort else 'not installed (pip install -r bench/requirements.txt)'}\n")
     print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'sgemm':>6} | {'attn fwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | "
           f"{'torch ms':>8} {'GFLOP/s':>7} {'x torch':>7} | {'math ms':>8} {'x math':>6} | "
-          f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8}")
+          f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8} | "
+          f"{'ort ms':>8} {'x ort':>6}")
     for (B, Hq, Hkv, N, d) in SHAPES:
         if args.quick and N > 2048:
             continue
@@ -148,12 +179,14 @@ def main():
             t_sdpa, t_math = torch_sdpa(B, Hq, Hkv, N, d, causal, args.min_time)
             mm = 2.0 * SGEMM_N ** 3 / torch_mm(SGEMM_N, args.min_time) / 1e9
             t_train = torch_sdpa_train(B, Hq, Hkv, N, d, causal, args.min_time)
+            t_ort = ort_attention(B, Hq, Hkv, N, d, causal, args.threads, args.min_time)
             f = flops(B, Hq, N, d, causal)
             print(f"{str((B, Hq, Hkv, N, d)):22} {str(causal):>6} | {sg_fwd:6.1f} | {ms(t_fwd):11.2f} {gf(f, t_fwd):7.1f} "
                   f"{100 * gf(f, t_fwd) / sg_fwd:5.0f}% | {ms(t_sdpa):8.2f} {gf(f, t_sdpa):7.1f} {ratio(t_fwd, t_sdpa):7.2f} | "
                   f"{ms(t_math):8.2f} {ratio(t_fwd, t_math):6.2f} | {ms(t_bwd):11.2f} {gf(2.5 * f, t_bwd):7.1f} "
                   f"{100 * gf(2.5 * f, t_bwd) / sg_bwd:5.0f}% | {ms(t_fwd + t_bwd):8.1f} {ms(t_train):9.1f} "
-                  f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f}", flush=True)
+                  f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f} | {ms(t_ort):8.2f} {ratio(t_fwd, t_ort):6.2f}",
+                  flush=True)
 
 
 def gf(f, t):
