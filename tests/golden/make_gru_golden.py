@@ -3,14 +3,17 @@
 
     python3 tests/golden/make_gru_golden.py     # writes tests/golden/gru_golden.json
 
-Read by tests/layers/gru_test.cpp and tests/layers/seq2seq_pieces_test.cpp.
+Read by tests/layers/gru_test.cpp, tests/layers/lstm_test.cpp and
+tests/layers/embedding_loss_test.cpp.
 
 "gru"       torch.nn.GRU (one layer, one direction): sequence-first and
             batch_first, unbatched, with and without h0 and biases, and
             variable lengths through pack_padded_sequence → GRU →
             pad_packed_sequence (enforce_sorted=False).
 "gru_cell"  torch.nn.GRUCell, batched and unbatched.
-"init"      torch.manual_seed(s) then nn.GRU / nn.GRUCell in float32: the
+"lstm"      torch.nn.LSTM (one layer, one direction), the same variety as "gru",
+            with gradients also through c_n and into c0.
+"init"      torch.manual_seed(s) then nn.GRU / nn.GRUCell / nn.LSTM in float32: the
             weights torch draws, which the C++ layers must reproduce bit for bit.
 "embedding" torch.nn.Embedding: output and weight gradient (repeated ids add up).
 "cross_entropy"  F.cross_entropy(logits, target, ignore_index=-100), mean over
@@ -98,6 +101,38 @@ def gru_case(name, L, B, I, H, batch_first=False, unbatched=False, with_h0=True,
     }
 
 
+def lstm_case(name, L, B, I, H, batch_first=False, unbatched=False, with_state=True, bias=True, lengths=None):
+    lstm = nn.LSTM(I, H, bias=bias, batch_first=batch_first).double()
+    params = set_params(lstm)
+    if unbatched:
+        x = rand(L, I)
+        st = (rand(1, H), rand(1, H)) if with_state else None
+    else:
+        x = rand(B, L, I) if batch_first else rand(L, B, I)
+        st = (rand(1, B, H), rand(1, B, H)) if with_state else None
+    x.requires_grad_(True)
+    if st is not None:
+        for t in st:
+            t.requires_grad_(True)
+    if lengths is None:
+        out, (h_n, c_n) = lstm(x, st)
+    else:
+        packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False)
+        out_p, (h_n, c_n) = lstm(packed, st)
+        out, _ = pad_packed_sequence(out_p, batch_first=batch_first, total_length=L)
+    g_out, g_hn, g_cn = rand(*out.shape), rand(*h_n.shape), rand(*c_n.shape)
+    ((out * g_out).sum() + (h_n * g_hn).sum() + (c_n * g_cn).sum()).backward()
+    return {
+        "name": name, "L": L, "B": B, "input_size": I, "hidden_size": H, "batch_first": batch_first,
+        "unbatched": unbatched, "bias": bias, "lengths": lengths,
+        "input": enc(x), "h0": enc(st[0]) if st else None, "c0": enc(st[1]) if st else None, "params": params,
+        "grad_output": enc(g_out), "grad_h_n": enc(g_hn), "grad_c_n": enc(g_cn),
+        "output": enc(out), "h_n": enc(h_n), "c_n": enc(c_n),
+        "d_input": enc(x.grad), "d_h0": enc(st[0].grad) if st else None, "d_c0": enc(st[1].grad) if st else None,
+        "grads": {n: enc(p.grad) for n, p in lstm.named_parameters()},
+    }
+
+
 def cell_case(name, B, I, H, unbatched=False, bias=True):
     cell = nn.GRUCell(I, H, bias=bias).double()
     params = set_params(cell)
@@ -113,7 +148,7 @@ def cell_case(name, B, I, H, unbatched=False, bias=True):
 
 def init_case(kind, seed, I, H, bias=True):
     torch.manual_seed(seed)
-    m = nn.GRU(I, H, bias=bias) if kind == "gru" else nn.GRUCell(I, H, bias=bias)
+    m = {"gru": nn.GRU, "cell": nn.GRUCell, "lstm": nn.LSTM}[kind](I, H, bias=bias)
     return {"kind": kind, "seed": seed, "input_size": I, "hidden_size": H, "bias": bias,
             "params": {n: enc_exact(p) for n, p in m.named_parameters()}}
 
@@ -155,7 +190,16 @@ def main():
         ],
         "gru_cell": [cell_case("batched", B=3, I=4, H=5), cell_case("unbatched", B=1, I=3, H=2, unbatched=True),
                      cell_case("no_bias", B=2, I=2, H=3, bias=False)],
-        "init": [init_case("gru", 0, 3, 4), init_case("gru", 123, 5, 2, bias=False), init_case("cell", 7, 2, 3)],
+        "lstm": [
+            lstm_case("seq_first_state", L=5, B=3, I=4, H=6),
+            lstm_case("batch_first_no_state", L=4, B=2, I=3, H=5, batch_first=True, with_state=False),
+            lstm_case("unbatched_state", L=6, B=1, I=2, H=4, unbatched=True),
+            lstm_case("no_bias", L=3, B=2, I=4, H=3, bias=False),
+            lstm_case("packed_batch_first", L=6, B=4, I=3, H=5, batch_first=True, lengths=[6, 2, 4, 1]),
+            lstm_case("long_sequence", L=24, B=2, I=3, H=4),
+        ],
+        "init": [init_case("gru", 0, 3, 4), init_case("gru", 123, 5, 2, bias=False), init_case("cell", 7, 2, 3),
+                 init_case("lstm", 3, 3, 4)],
         "embedding": embedding_case(),
         "cross_entropy": [
             cross_entropy_case("plain", 4, 5, [0, 4, 2, 2]),

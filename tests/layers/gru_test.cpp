@@ -81,6 +81,7 @@ TEST(GRUCellGolden, MatchesTorchInFloatAndDouble) {
 
 TEST(GRUGolden, InitialisationMatchesTorchManualSeed) {
   for (const auto& c : gru_golden().at("init")) {
+    if (c.at("kind") == "lstm") continue;  // lstm_test.cpp
     Generator gen(c.at("seed").get<uint64_t>());
     const int64_t I = c.at("input_size").get<int64_t>(), H = c.at("hidden_size").get<int64_t>();
     const bool bias = c.at("bias").get<bool>();
