@@ -12,6 +12,7 @@
 #include "attn/nn_multihead_attention.hpp"
 #include "attn/optim.hpp"
 #include "attn/safetensors.hpp"
+#include "attn/seq2seq.hpp"  // GRU, Embedding, the encoder–decoder (attn why)
 #include "attn/sdpa.hpp"
 #include "attn/self_attention.hpp"
 #include "attn/simplified_attention.hpp"
