@@ -6,6 +6,7 @@
 #include "attn/cross_attention.hpp"
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/linear.hpp"
 #include "attn/module.hpp"
 #include "attn/multihead_attention.hpp"

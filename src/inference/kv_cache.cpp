@@ -1,0 +1,245 @@
+// The KV cache (storage, append, views) and the decode step's entry points:
+// attention_decode (the split-KV kernel, src/cpu/decode*) and its readable
+// twin attention_decode_reference (scaled_dot_product_attention per sequence).
+//
+// Buffers, per layer:
+//   keys_[layer]    [B, Hkv, capacity, Dk]   contiguous, zero-initialised
+//   values_[layer]  [B, Hkv, capacity, Dv]
+//   lengths_[layer] [B]   tokens held by each sequence; positions >= length
+//                         are never read by attention
+#include "attn/kv_cache.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cpu/decode.hpp"
+
+namespace attn {
+namespace {
+
+std::string prefix(const char* fn) { return std::string(fn) + ": "; }
+
+std::string describe(const Tensor<float>& t) { return t.defined() ? shape_str(t.shape()) : "(undefined)"; }
+
+// Copies src [Hkv, Lnew, D] (any strides) into dst [Hkv, capacity, D] at positions start.. .
+void copy_tokens(const Tensor<float>& src, const Tensor<float>& dst, int64_t start) {
+  const int64_t H = src.size(0), L = src.size(1), D = src.size(2);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t t = 0; t < L; ++t) {
+      float* out = &dst(h, start + t, 0);
+      for (int64_t x = 0; x < D; ++x) out[x] = src(h, t, x);
+    }
+}
+
+}  // namespace
+
+// ---- KVCache ---------------------------------------------------------------------
+
+KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
+  const char* fn = "KVCache";
+  if (config.num_layers < 0 || config.batch < 0 || config.num_kv_heads < 0 || config.capacity < 0 ||
+      config.head_dim < 0 || config.value_dim < -1)
+    throw ValueError(prefix(fn) + "config has num_layers " + std::to_string(config.num_layers) + ", batch " +
+                     std::to_string(config.batch) + ", num_kv_heads " + std::to_string(config.num_kv_heads) +
+                     ", capacity " + std::to_string(config.capacity) + ", head_dim " +
+                     std::to_string(config.head_dim) + ", value_dim " + std::to_string(config.value_dim) +
+                     "; expected every size >= 0 (value_dim −1 = head_dim)");
+  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    keys_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, config.head_dim});
+    values_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, value_dim()});
+    lengths_.emplace_back(static_cast<size_t>(config.batch), 0);
+  }
+}
+
+void KVCache::check_layer(const char* fn, int64_t layer) const {
+  if (layer < 0 || layer >= config_.num_layers)
+    throw ValueError(prefix(fn) + "layer is " + std::to_string(layer) + ", expected 0 <= layer < " +
+                     std::to_string(config_.num_layers));
+}
+
+void KVCache::check_batch_index(const char* fn, int64_t b) const {
+  if (b < 0 || b >= config_.batch)
+    throw ValueError(prefix(fn) + "batch_index is " + std::to_string(b) + ", expected 0 <= batch_index < " +
+                     std::to_string(config_.batch));
+}
+
+void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float>& value) {
+  const char* fn = "KVCache::append";
+  check_layer(fn, layer);
+  const int64_t B = config_.batch, H = config_.num_kv_heads;
+  const bool key_ok = key.defined() && key.dim() == 4 && key.size(0) == B && key.size(1) == H &&
+                      key.size(3) == config_.head_dim;
+  if (!key_ok)
+    throw ShapeError(prefix(fn) + "key has shape " + describe(key) + ", expected [" + std::to_string(B) + ", " +
+                     std::to_string(H) + ", Lnew, " + std::to_string(config_.head_dim) + "] (batch, kv heads, new tokens, head_dim)");
+  const int64_t L = key.size(2);
+  const Shape want_value{B, H, L, value_dim()};
+  if (!value.defined() || value.shape() != want_value)
+    throw ShapeError(prefix(fn) + "value has shape " + describe(value) + ", expected " + shape_str(want_value) +
+                     " to match key " + shape_str(key.shape()));
+  // Check every sequence before writing any, so a failed append changes nothing.
+  for (int64_t b = 0; b < B; ++b)
+    if (lengths_[layer][b] + L > config_.capacity)
+      throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
+                       " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
+                       " more exceed the capacity " + std::to_string(config_.capacity));
+  for (int64_t b = 0; b < B; ++b) {
+    copy_tokens(key.select(0, b), keys_[layer].select(0, b), lengths_[layer][b]);
+    copy_tokens(value.select(0, b), values_[layer].select(0, b), lengths_[layer][b]);
+    lengths_[layer][b] += L;
+  }
+}
+
+void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const Tensor<float>& value) {
+  const char* fn = "KVCache::append";
+  check_layer(fn, layer);
+  check_batch_index(fn, b);
+  const int64_t H = config_.num_kv_heads;
+  if (!key.defined() || key.dim() != 3 || key.size(0) != H || key.size(2) != config_.head_dim)
+    throw ShapeError(prefix(fn) + "key has shape " + describe(key) + ", expected [" + std::to_string(H) +
+                     ", Lnew, " + std::to_string(config_.head_dim) + "] (kv heads, new tokens, head_dim) for sequence " +
+                     std::to_string(b));
+  const int64_t L = key.size(1);
+  const Shape want_value{H, L, value_dim()};
+  if (!value.defined() || value.shape() != want_value)
+    throw ShapeError(prefix(fn) + "value has shape " + describe(value) + ", expected " + shape_str(want_value) +
+                     " to match key " + shape_str(key.shape()));
+  if (lengths_[layer][b] + L > config_.capacity)
+    throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
+                     " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
+                     " more exceed the capacity " + std::to_string(config_.capacity));
+  copy_tokens(key, keys_[layer].select(0, b), lengths_[layer][b]);
+  copy_tokens(value, values_[layer].select(0, b), lengths_[layer][b]);
+  lengths_[layer][b] += L;
+}
+
+int64_t KVCache::length(int64_t layer, int64_t b) const {
+  check_layer("KVCache::length", layer);
+  check_batch_index("KVCache::length", b);
+  return lengths_[layer][b];
+}
+
+const std::vector<int64_t>& KVCache::lengths(int64_t layer) const {
+  check_layer("KVCache::lengths", layer);
+  return lengths_[layer];
+}
+
+void KVCache::clear() {
+  for (auto& l : lengths_) std::fill(l.begin(), l.end(), 0);
+}
+
+void KVCache::clear(int64_t b) {
+  check_batch_index("KVCache::clear", b);
+  for (auto& l : lengths_) l[b] = 0;
+}
+
+Tensor<float> KVCache::key_storage(int64_t layer) const {
+  check_layer("KVCache::key_storage", layer);
+  return keys_[layer];
+}
+
+Tensor<float> KVCache::value_storage(int64_t layer) const {
+  check_layer("KVCache::value_storage", layer);
+  return values_[layer];
+}
+
+Tensor<float> KVCache::keys(int64_t layer, int64_t b) const {
+  const int64_t L = length(layer, b);
+  return keys_[layer].slice(0, b, b + 1).slice(2, 0, L);
+}
+
+Tensor<float> KVCache::values(int64_t layer, int64_t b) const {
+  const int64_t L = length(layer, b);
+  return values_[layer].slice(0, b, b + 1).slice(2, 0, L);
+}
+
+int64_t KVCache::bytes_per_token() const {
+  return config_.num_kv_heads * (config_.head_dim + value_dim()) * static_cast<int64_t>(sizeof(float));
+}
+
+// ---- the decode step -------------------------------------------------------------
+
+namespace {
+
+// The checks attention_decode makes beyond those scaled_dot_product_attention
+// would make on each sequence (which attention_decode_reference relies on).
+void check_decode_arguments(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                            const SdpaOptions<float>& o) {
+  const KVCacheConfig& c = cache.config();
+  (void)cache.lengths(layer);  // validates the layer
+  if (!query.defined() || query.dim() != 4 || query.size(0) != c.batch || query.size(3) != c.head_dim)
+    throw ShapeError(prefix(fn) + "query has shape " + describe(query) + ", expected [" + std::to_string(c.batch) +
+                     ", Hq, Lq, " + std::to_string(c.head_dim) + "] to match the cache's batch and head_dim");
+  const int64_t Hq = query.size(1), Hkv = c.num_kv_heads;
+  if (Hkv == 0 || Hq % Hkv != 0)
+    throw ShapeError(prefix(fn) + "query has " + std::to_string(Hq) + " heads and the cache " + std::to_string(Hkv) +
+                     " kv heads; the query heads must be a multiple of the key/value heads");
+  if (Hq != Hkv && !o.enable_gqa)
+    throw ValueError(prefix(fn) + "query has " + std::to_string(Hq) + " heads but the cache has " +
+                     std::to_string(Hkv) + " kv heads; set enable_gqa = true for grouped-query attention");
+  if (o.bool_mask.defined() || o.float_mask.defined())
+    throw ValueError(prefix(fn) + "bool_mask/float_mask are not taken by the decode step; the cache lengths, "
+                     "is_causal and the window are its masks");
+  if (o.dropout_p != 0.0)
+    throw ValueError(prefix(fn) + "dropout_p is " + std::to_string(o.dropout_p) + ", expected 0 (inference)");
+  if (o.return_weights) throw ValueError(prefix(fn) + "return_weights is not taken by the decode step");
+  if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0.0))
+    throw ValueError(prefix(fn) + "scale is " + std::to_string(*o.scale) + ", expected a finite value > 0");
+  if (!(std::isfinite(o.softcap) && o.softcap >= 0.0))
+    throw ValueError(prefix(fn) + "softcap is " + std::to_string(o.softcap) +
+                     ", expected 0 (off) or a finite value > 0");
+  if (o.window_left < -1 || o.window_right < -1)
+    throw ValueError(prefix(fn) + "window_left is " + std::to_string(o.window_left) + " and window_right " +
+                     std::to_string(o.window_right) + ", expected each >= 0 or -1 (unbounded)");
+  if (o.alibi_slopes.defined()) {
+    const Shape& s = o.alibi_slopes.shape();
+    if (s != Shape{Hq} && s != Shape{c.batch, Hq})
+      throw ShapeError(prefix(fn) + "alibi_slopes has shape " + shape_str(s) + ", expected [" + std::to_string(Hq) +
+                       "] or [" + std::to_string(c.batch) + ", " + std::to_string(Hq) + "] (one slope per query head)");
+  }
+  if (o.sinks.defined() && o.sinks.shape() != Shape{Hq})
+    throw ShapeError(prefix(fn) + "sinks has shape " + shape_str(o.sinks.shape()) + ", expected [" +
+                     std::to_string(Hq) + "] (one logit per query head)");
+}
+
+}  // namespace
+
+SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                   const SdpaOptions<float>& options, int64_t split_keys) {
+  const char* fn = "attention_decode";
+  check_decode_arguments(fn, query, cache, layer, options);
+  if (split_keys < 0)
+    throw ValueError(prefix(fn) + "split_keys is " + std::to_string(split_keys) + ", expected 0 (auto) or > 0");
+  cpu::SplitKVResult r = cpu::split_kv_decode(query, cache.key_storage(layer), cache.value_storage(layer),
+                                              cache.lengths(layer), options, split_keys);
+  SdpaResult<float> out;
+  out.output = r.output;
+  out.lse = r.lse;
+  return out;
+}
+
+SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                             const SdpaOptions<float>& options) {
+  const char* fn = "attention_decode_reference";
+  check_decode_arguments(fn, query, cache, layer, options);
+  const int64_t B = query.size(0), Hq = query.size(1), Lq = query.size(2), Dv = cache.value_dim();
+  SdpaResult<float> r;
+  r.output = Tensor<float>({B, Hq, Lq, Dv});
+  r.lse = Tensor<float>({B, Hq, Lq});
+  for (int64_t b = 0; b < B; ++b) {
+    // Sequence b alone: its query rows against its own filled keys.
+    SdpaOptions<float> o = options;
+    if (o.alibi_slopes.defined() && o.alibi_slopes.dim() == 2) o.alibi_slopes = o.alibi_slopes.slice(0, b, b + 1);
+    const SdpaResult<float> one =
+        scaled_dot_product_attention(query.slice(0, b, b + 1), cache.keys(layer, b), cache.values(layer, b), o);
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < Lq; ++i) {
+        r.lse(b, h, i) = one.lse(0, h, i);
+        for (int64_t x = 0; x < Dv; ++x) r.output(b, h, i, x) = one.output(0, h, i, x);
+      }
+  }
+  return r;
+}
+
+}  // namespace attn
