@@ -198,6 +198,27 @@ TEST(SplitKVDecode, EqualsReferenceForAnySplit) {
   std::printf("[ split-KV decode vs reference: largest difference %.2e ]\n", worst);
 }
 
+// Head dims that are not whole vectors (the kernels' scalar tails), an odd
+// number of rows per KV head (3: a row pair and a single row), Dk != Dv.
+TEST(SplitKVDecode, OddSizes) {
+  const int64_t B = 2, Hq = 6, Hkv = 2, L = 150, Dk = 13, Dv = 7;
+  const auto k = random_tensor<float>({B, Hkv, L, Dk}, 20), v = random_tensor<float>({B, Hkv, L, Dv}, 21);
+  const auto cache = filled_cache(k, v);
+  for (int64_t Lq : {1, 2}) {
+    const auto q = random_tensor<float>({B, Hq, Lq, Dk}, 22);
+    SdpaOptions<float> o;
+    o.enable_gqa = true;
+    o.is_causal = true;
+    o.causal_alignment = CausalAlignment::BottomRight;
+    const auto want = attn::scaled_dot_product_attention(q, k, v, o);
+    for (int64_t split : {0, 7, 64, 65}) {
+      const auto got = attn::attention_decode(q, cache, 0, o, split);
+      EXPECT_LE(max_diff(got.output, want.output), kTol) << "Lq " << Lq << " split " << split;
+      EXPECT_LE(max_diff(got.lse, want.lse), kTol) << "Lq " << Lq << " split " << split;
+    }
+  }
+}
+
 TEST(SplitKVDecode, OneAndTwoThreadsAreBitIdentical) {
   // 4 MiB of cache: above the size where the kernel uses more than one thread.
   const auto q = random_tensor<float>({1, 16, 1, 128}, 14), k = random_tensor<float>({1, 4, 1024, 128}, 15),
