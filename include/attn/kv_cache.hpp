@@ -13,9 +13,16 @@
 //   // r.output [B, Hq, Lnew, Dv] equals scaled_dot_product_attention over the
 //   // whole sequence so far (bottom-right causal alignment), to float rounding.
 //
-// Storage, per layer: keys [B, Hkv, capacity, Dk], values [B, Hkv, capacity, Dv],
-// float32, contiguous; each sequence b of the batch has its own length
-// (varlen: sequences of different lengths share one cache).
+// Storage, per layer, float32; each sequence b of the batch has its own
+// length (varlen: sequences of different lengths share one cache):
+//   contiguous (page_size = 0): keys [B, Hkv, capacity, Dk], values [B, Hkv, capacity, Dv];
+//   paged (page_size > 0, as vLLM's PagedAttention and FlashAttention's
+//   block_table): a pool of pages, keys [num_pages, Hkv, page_size, Dk] and
+//   values [num_pages, Hkv, page_size, Dv], and per sequence a page table:
+//   token t of sequence b lives in page page_table(layer, b)[t / page_size]
+//   at row t % page_size. Pages are taken from a free list as sequences grow
+//   and given back by clear(), so sequences of very different lengths share
+//   the memory instead of each reserving `capacity`.
 //
 // Fast decoding (split-KV, "flash-decoding"): with few query rows there is
 // too little work per head to keep every core busy, so the key axis is cut
@@ -41,13 +48,15 @@ struct KVCacheConfig {
   int64_t capacity = 0;      ///< the most tokens one sequence can hold
   int64_t head_dim = 0;      ///< Dk
   int64_t value_dim = -1;    ///< Dv; −1 means head_dim
+  int64_t page_size = 0;     ///< 0: contiguous storage; > 0: paged, tokens per page
+  int64_t num_pages = 0;     ///< paged: pages per layer; 0 means batch · ⌈capacity / page_size⌉
 };
 
 /// Keys and values of past tokens, per layer, float32, appended in place.
 /// Errors: ShapeError when an appended key/value does not fit
 /// [B, Hkv, Lnew, Dk] / [B, Hkv, Lnew, Dv]; ValueError when a sequence would
-/// grow past capacity (nothing is written then), or a layer or batch index
-/// is out of range.
+/// grow past capacity or a paged cache runs out of pages (nothing is written
+/// then), or a layer or batch index is out of range.
 class KVCache {
  public:
   /// Allocates num_layers × 2 buffers of B·Hkv·capacity·D floats (zeros), all lengths 0.
@@ -72,13 +81,20 @@ class KVCache {
   /// Forgets the tokens of sequence b in every layer (its slot can hold a new sequence).
   void clear(int64_t b);
 
-  /// The whole storage of a layer, [B, Hkv, capacity, Dk] / [B, Hkv, capacity, Dv]
-  /// (positions >= length(layer, b) hold stale or zero data).
+  /// The whole storage of a layer: contiguous [B, Hkv, capacity, D], paged
+  /// the page pool [num_pages, Hkv, page_size, D] (rows past a sequence's
+  /// length hold stale or zero data).
   Tensor<float> key_storage(int64_t layer) const;
   Tensor<float> value_storage(int64_t layer) const;
-  /// The filled part of sequence b: [1, Hkv, length(layer, b), D] views (no copy).
+  /// The filled part of sequence b, [1, Hkv, length(layer, b), D]: a view
+  /// (no copy) when contiguous, a gathered copy when paged.
   Tensor<float> keys(int64_t layer, int64_t b) const;
   Tensor<float> values(int64_t layer, int64_t b) const;
+  bool paged() const { return config_.page_size > 0; }
+  /// Paged: the physical pages of sequence b in `layer`, in token order.
+  const std::vector<int64_t>& page_table(int64_t layer, int64_t b) const;
+  /// Paged: pages not held by any sequence of `layer`.
+  int64_t free_pages(int64_t layer) const;
 
   /// Bytes one token occupies in one layer: Hkv · (Dk + Dv) · 4.
   int64_t bytes_per_token() const;
@@ -86,10 +102,19 @@ class KVCache {
  private:
   void check_layer(const char* fn, int64_t layer) const;
   void check_batch_index(const char* fn, int64_t b) const;
+  // Reserves pages so that sequence b of `layer` can hold `length` tokens
+  // (throws ValueError, taking none, if the pool is short).
+  void reserve_pages(const char* fn, int64_t layer, int64_t b, int64_t length);
+  // Copies src [Hkv, Lnew, D] to sequence b's positions start.. of `storage`.
+  void write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
+                    int64_t start) const;
+  Tensor<float> gather(const Tensor<float>& storage, int64_t layer, int64_t b) const;
 
   KVCacheConfig config_;
   std::vector<Tensor<float>> keys_, values_;    // per layer [B, Hkv, capacity, D]
   std::vector<std::vector<int64_t>> lengths_;  // per layer [B]
+  std::vector<std::vector<std::vector<int64_t>>> page_tables_;  // paged: per layer, per sequence
+  std::vector<std::vector<int64_t>> free_pages_;                // paged: per layer, a stack
 };
 
 /// One decode step of attention against the cache of `layer`:

@@ -14,7 +14,10 @@
 //     query heads of a GQA group), so each key and value row comes from
 //     memory once and is used R times from L1: GQA costs the bytes of Hkv
 //     heads, not Hq;
-//   * K and V are read in place, along their rows (unit stride along d);
+//   * K and V are read in place, along their rows (unit stride along d),
+//     from a contiguous cache or from a paged one (a pool of pages and a page
+//     table per sequence, as vLLM): a block of keys never crosses a page, so
+//     within a block the rows are evenly strided either way;
 //   * each item returns its partial output (normalised by its own sum) and
 //     its log-sum-exp; merge_partial_row (src/inference/merge.cpp, the body
 //     of the public merge_attention_partials) combines the chunks of a row
@@ -381,11 +384,25 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     }
     std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * c.Dvp));
   }
-  const float* kbase = p.k + b * p.k_stride[0] + g * p.k_stride[1];
-  const float* vbase = p.v + b * p.v_stride[0] + g * p.v_stride[1];
-  for (int64_t jb = j0; jb < j1; jb += kBlock) {
-    const int64_t count = std::min(kBlock, j1 - jb);
-    BlockScores(q, c.Dkp, R, kbase + jb * p.k_stride[2], p.k_stride[2], count, p.Dk, s);
+  // Rows of key/value head g from position jb on, contiguous up to the end
+  // of jb's page (paged) or of the sequence (contiguous).
+  auto key_rows = [&](int64_t jb) {
+    if (p.page_size == 0) return p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
+    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
+    return p.k + page * p.k_stride[0] + g * p.k_stride[1] + (jb % p.page_size) * p.k_stride[2];
+  };
+  auto value_rows = [&](int64_t jb) {
+    if (p.page_size == 0) return p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
+    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
+    return p.v + page * p.v_stride[0] + g * p.v_stride[1] + (jb % p.page_size) * p.v_stride[2];
+  };
+  for (int64_t jb = j0, count = 0; jb < j1; jb += count) {
+    // Blocks start at multiples of kBlock (so that the rounding does not depend
+    // on where a window starts, and a paged cache whose pages hold whole blocks
+    // gives the same bits as a contiguous one), and never cross a page.
+    count = std::min(kBlock - jb % kBlock, j1 - jb);
+    if (p.page_size > 0) count = std::min(count, p.page_size - jb % p.page_size);
+    BlockScores(q, c.Dkp, R, key_rows(jb), p.k_stride[2], count, p.Dk, s);
     // Every row sees every key of the block: no −∞ to place.
     const bool full = last.lo <= jb && jb + count <= first.hi;
     const bool plain = full && p.softcap == 0 && !p.alibi;
@@ -401,9 +418,9 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
       }
     }
     if (full)
-      BlockPV(s, R, vbase + jb * p.v_stride[2], p.v_stride[2], count, p.Dv, o, c.Dvp);
+      BlockPV(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
     else
-      BlockPVMasked(s, R, vbase + jb * p.v_stride[2], p.v_stride[2], count, p.Dv, o, c.Dvp);
+      BlockPVMasked(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
   }
 
   // The partial result of this chunk: out_c = O / l, lse_c = m + log l.

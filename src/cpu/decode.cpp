@@ -104,11 +104,12 @@ std::string decode_simd_target() { return HWY_DISPATCH_TABLE(DecodeTargetName)[c
 
 SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& key_storage,
                               const Tensor<float>& value_storage, const std::vector<int64_t>& lengths,
-                              const SdpaOptions<float>& o, int64_t split_keys, bool keep_partials) {
+                              const SdpaOptions<float>& o, int64_t split_keys, bool keep_partials,
+                              int64_t page_size, const int64_t* page_table, int64_t page_table_stride) {
   DecodeParams p;
   p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
   p.Hkv = key_storage.size(1), p.Dv = value_storage.size(3);
-  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 || key_storage.size(0) != p.B ||
+  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 || (page_size == 0 && key_storage.size(0) != p.B) ||
       key_storage.size(3) != p.Dk || static_cast<int64_t>(lengths.size()) != p.B || p.Hkv == 0 || p.Hq % p.Hkv)
     throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + ", key storage " +
                      shape_str(key_storage.shape()) + " and value storage " + shape_str(value_storage.shape()) +
@@ -133,6 +134,7 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& k
   copy_strides(key_storage.strides(), p.k_stride, 3);
   copy_strides(value_storage.strides(), p.v_stride, 3);
   p.lengths = lengths.data();
+  p.page_size = page_size, p.page_table = page_table, p.page_table_stride = page_table_stride;
   p.out = r.output.data(), p.lse = r.lse.data();
   copy_strides(r.output.strides(), p.out_stride, 4);
   copy_strides(r.lse.strides(), p.lse_stride, 3);

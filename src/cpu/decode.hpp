@@ -26,10 +26,15 @@ int64_t auto_split_keys(int64_t batch, int64_t kv_heads, int64_t max_length);
 /// lengths[b] keys and values of key_storage [B, Hkv, capacity, Dk] and
 /// value_storage [B, Hkv, capacity, Dv] (unit stride along D), options as
 /// attention_decode takes them (the caller has validated them).
+/// Paged (page_size > 0): the storages are page pools [num_pages, Hkv,
+/// page_size, D] and token t of sequence b is row t % page_size of page
+/// page_table[b · page_table_stride + t / page_size].
 /// Threads: attn::get_num_threads(); results do not depend on it.
 SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& key_storage,
                               const Tensor<float>& value_storage, const std::vector<int64_t>& lengths,
-                              const SdpaOptions<float>& options, int64_t split_keys, bool keep_partials = false);
+                              const SdpaOptions<float>& options, int64_t split_keys, bool keep_partials = false,
+                              int64_t page_size = 0, const int64_t* page_table = nullptr,
+                              int64_t page_table_stride = 0);
 
 /// The SIMD target the decode kernel runs on (same choice as the flash kernels).
 std::string decode_simd_target();

@@ -16,6 +16,12 @@ struct DecodeParams {
   const float* k = nullptr;  int64_t k_stride[3] = {};  // strides of b, head, position
   const float* v = nullptr;  int64_t v_stride[3] = {};
   const int64_t* lengths = nullptr;  // [B]: keys held by sequence b (its Lk)
+  // Paged: k and v are page pools [num_pages, Hkv, page_size, D] (k_stride[0]
+  // then steps pages), token t of sequence b is row t % page_size of page
+  // page_table[b · page_table_stride + t / page_size]. page_size 0: contiguous.
+  int64_t page_size = 0;
+  const int64_t* page_table = nullptr;
+  int64_t page_table_stride = 0;
 
   float* out = nullptr;  int64_t out_stride[4] = {};  // [B, Hq, Lq, Dv]
   float* lse = nullptr;  int64_t lse_stride[3] = {};  // [B, Hq, Lq]

@@ -4,9 +4,12 @@
 //
 // Buffers, per layer:
 //   keys_[layer]    [B, Hkv, capacity, Dk]   contiguous, zero-initialised
-//   values_[layer]  [B, Hkv, capacity, Dv]
+//                   [num_pages, Hkv, page_size, Dk]   paged: the page pool
+//   values_[layer]  the same with Dv
 //   lengths_[layer] [B]   tokens held by each sequence; positions >= length
 //                         are never read by attention
+//   page_tables_[layer][b]  paged: physical page of each page_size tokens of b
+//   free_pages_[layer]      paged: pages nobody holds (a stack)
 #include "attn/kv_cache.hpp"
 
 #include <algorithm>
@@ -45,11 +48,79 @@ KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
                      ", capacity " + std::to_string(config.capacity) + ", head_dim " +
                      std::to_string(config.head_dim) + ", value_dim " + std::to_string(config.value_dim) +
                      "; expected every size >= 0 (value_dim −1 = head_dim)");
+  if (config.page_size < 0 || config.num_pages < 0)
+    throw ValueError(prefix(fn) + "config has page_size " + std::to_string(config.page_size) + " and num_pages " +
+                     std::to_string(config.num_pages) + "; expected page_size >= 0 (0 = contiguous) and num_pages >= 0");
+  if (paged() && config_.num_pages == 0)
+    config_.num_pages = config.batch * ((config.capacity + config.page_size - 1) / config.page_size);
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    keys_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, config.head_dim});
-    values_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, value_dim()});
+    if (paged()) {
+      keys_.emplace_back(Shape{config_.num_pages, config.num_kv_heads, config.page_size, config.head_dim});
+      values_.emplace_back(Shape{config_.num_pages, config.num_kv_heads, config.page_size, value_dim()});
+      page_tables_.emplace_back(static_cast<size_t>(config.batch));
+      std::vector<int64_t> free;
+      for (int64_t p = config_.num_pages; p-- > 0;) free.push_back(p);  // page 0 is handed out first
+      free_pages_.push_back(std::move(free));
+    } else {
+      keys_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, config.head_dim});
+      values_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, value_dim()});
+    }
     lengths_.emplace_back(static_cast<size_t>(config.batch), 0);
   }
+}
+
+void KVCache::reserve_pages(const char* fn, int64_t layer, int64_t b, int64_t length) {
+  if (!paged()) return;
+  std::vector<int64_t>& table = page_tables_[layer][b];
+  const int64_t need = (length + config_.page_size - 1) / config_.page_size - static_cast<int64_t>(table.size());
+  if (need > static_cast<int64_t>(free_pages_[layer].size()))
+    throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) + " needs " +
+                     std::to_string(need) + " more pages of " + std::to_string(config_.page_size) +
+                     " tokens; only " + std::to_string(free_pages_[layer].size()) + " of " +
+                     std::to_string(config_.num_pages) + " are free");
+  for (int64_t i = 0; i < need; ++i) {
+    table.push_back(free_pages_[layer].back());
+    free_pages_[layer].pop_back();
+  }
+}
+
+void KVCache::write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
+                           int64_t start) const {
+  if (!paged()) {
+    copy_tokens(src, storage.select(0, b), start);
+    return;
+  }
+  const int64_t H = src.size(0), L = src.size(1), D = src.size(2), ps = config_.page_size;
+  const std::vector<int64_t>& table = page_tables_[layer][b];
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t pos = start + t, page = table[static_cast<size_t>(pos / ps)];
+    for (int64_t h = 0; h < H; ++h) {
+      float* out = &storage(page, h, pos % ps, 0);
+      for (int64_t x = 0; x < D; ++x) out[x] = src(h, t, x);
+    }
+  }
+}
+
+Tensor<float> KVCache::gather(const Tensor<float>& storage, int64_t layer, int64_t b) const {
+  const int64_t L = lengths_[layer][b], H = storage.size(1), D = storage.size(3), ps = config_.page_size;
+  Tensor<float> out({1, H, L, D});
+  const std::vector<int64_t>& table = page_tables_[layer][b];
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t x = 0; x < D; ++x) out(0, h, t, x) = storage(table[static_cast<size_t>(t / ps)], h, t % ps, x);
+  return out;
+}
+
+const std::vector<int64_t>& KVCache::page_table(int64_t layer, int64_t b) const {
+  check_layer("KVCache::page_table", layer);
+  check_batch_index("KVCache::page_table", b);
+  if (!paged()) throw ValueError("KVCache::page_table: the cache is contiguous (page_size 0)");
+  return page_tables_[layer][b];
+}
+
+int64_t KVCache::free_pages(int64_t layer) const {
+  check_layer("KVCache::free_pages", layer);
+  return paged() ? static_cast<int64_t>(free_pages_[layer].size()) : 0;
 }
 
 void KVCache::check_layer(const char* fn, int64_t layer) const {
@@ -84,9 +155,20 @@ void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float
       throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
                        " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
                        " more exceed the capacity " + std::to_string(config_.capacity));
+  if (paged()) {  // enough pages for every sequence, or none taken
+    int64_t need = 0;
+    for (int64_t b = 0; b < B; ++b)
+      need += (lengths_[layer][b] + L + config_.page_size - 1) / config_.page_size -
+              static_cast<int64_t>(page_tables_[layer][b].size());
+    if (need > static_cast<int64_t>(free_pages_[layer].size()))
+      throw ValueError(prefix(fn) + "the batch needs " + std::to_string(need) + " more pages of layer " +
+                       std::to_string(layer) + "; only " + std::to_string(free_pages_[layer].size()) + " of " +
+                       std::to_string(config_.num_pages) + " are free");
+  }
   for (int64_t b = 0; b < B; ++b) {
-    copy_tokens(key.select(0, b), keys_[layer].select(0, b), lengths_[layer][b]);
-    copy_tokens(value.select(0, b), values_[layer].select(0, b), lengths_[layer][b]);
+    reserve_pages(fn, layer, b, lengths_[layer][b] + L);
+    write_tokens(key.select(0, b), keys_[layer], layer, b, lengths_[layer][b]);
+    write_tokens(value.select(0, b), values_[layer], layer, b, lengths_[layer][b]);
     lengths_[layer][b] += L;
   }
 }
@@ -109,8 +191,9 @@ void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const T
     throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
                      " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
                      " more exceed the capacity " + std::to_string(config_.capacity));
-  copy_tokens(key, keys_[layer].select(0, b), lengths_[layer][b]);
-  copy_tokens(value, values_[layer].select(0, b), lengths_[layer][b]);
+  reserve_pages(fn, layer, b, lengths_[layer][b] + L);
+  write_tokens(key, keys_[layer], layer, b, lengths_[layer][b]);
+  write_tokens(value, values_[layer], layer, b, lengths_[layer][b]);
   lengths_[layer][b] += L;
 }
 
@@ -126,12 +209,18 @@ const std::vector<int64_t>& KVCache::lengths(int64_t layer) const {
 }
 
 void KVCache::clear() {
-  for (auto& l : lengths_) std::fill(l.begin(), l.end(), 0);
+  for (int64_t b = 0; b < config_.batch; ++b) clear(b);
 }
 
 void KVCache::clear(int64_t b) {
   check_batch_index("KVCache::clear", b);
-  for (auto& l : lengths_) l[b] = 0;
+  for (int64_t layer = 0; layer < config_.num_layers; ++layer) {
+    lengths_[layer][b] = 0;
+    if (!paged()) continue;
+    std::vector<int64_t>& table = page_tables_[layer][b];
+    for (size_t i = table.size(); i-- > 0;) free_pages_[layer].push_back(table[i]);  // reused first-out
+    table.clear();
+  }
 }
 
 Tensor<float> KVCache::key_storage(int64_t layer) const {
@@ -146,11 +235,13 @@ Tensor<float> KVCache::value_storage(int64_t layer) const {
 
 Tensor<float> KVCache::keys(int64_t layer, int64_t b) const {
   const int64_t L = length(layer, b);
+  if (paged()) return gather(keys_[layer], layer, b);
   return keys_[layer].slice(0, b, b + 1).slice(2, 0, L);
 }
 
 Tensor<float> KVCache::values(int64_t layer, int64_t b) const {
   const int64_t L = length(layer, b);
+  if (paged()) return gather(values_[layer], layer, b);
   return values_[layer].slice(0, b, b + 1).slice(2, 0, L);
 }
 
@@ -211,8 +302,22 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
   check_decode_arguments(fn, query, cache, layer, options);
   if (split_keys < 0)
     throw ValueError(prefix(fn) + "split_keys is " + std::to_string(split_keys) + ", expected 0 (auto) or > 0");
+  // Paged: the page tables as one [B, max_pages] array (−1 = no page yet).
+  std::vector<int64_t> table;
+  int64_t max_pages = 0;
+  if (cache.paged()) {
+    for (int64_t b = 0; b < cache.config().batch; ++b)
+      max_pages = std::max<int64_t>(max_pages, static_cast<int64_t>(cache.page_table(layer, b).size()));
+    table.assign(static_cast<size_t>(cache.config().batch * std::max<int64_t>(max_pages, 1)), -1);
+    for (int64_t b = 0; b < cache.config().batch; ++b) {
+      const std::vector<int64_t>& t = cache.page_table(layer, b);
+      std::copy(t.begin(), t.end(), table.begin() + b * std::max<int64_t>(max_pages, 1));
+    }
+  }
   cpu::SplitKVResult r = cpu::split_kv_decode(query, cache.key_storage(layer), cache.value_storage(layer),
-                                              cache.lengths(layer), options, split_keys);
+                                              cache.lengths(layer), options, split_keys, /*keep_partials=*/false,
+                                              cache.config().page_size, cache.paged() ? table.data() : nullptr,
+                                              std::max<int64_t>(max_pages, 1));
   SdpaResult<float> out;
   out.output = r.output;
   out.lse = r.lse;

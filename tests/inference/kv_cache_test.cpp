@@ -290,4 +290,78 @@ TEST(DecodeEdges, EmptyHiddenAndNaN) {
   EXPECT_LE(max_diff(attn::attention_decode(q, cache, 0, o).output, ref.output), kTol);
 }
 
+// Paged storage (fixed-size pages + a page table, as vLLM): the same tokens
+// give the same attention as a contiguous cache. With pages of 64 tokens (a
+// whole number of the kernel's 64-key blocks) the block boundaries, hence
+// every rounding, are the same: bit for bit. With pages of 5 tokens blocks
+// are cut at page ends: equal to rounding.
+TEST(PagedKVCache, EqualsContiguous) {
+  const int64_t B = 3, Hq = 4, Hkv = 2, D = 16, cap = 300;
+  const std::vector<int64_t> lengths{260, 7, 131};
+  for (int64_t page : {int64_t{64}, int64_t{5}}) {
+    KVCache contiguous({.batch = B, .num_kv_heads = Hkv, .capacity = cap, .head_dim = D});
+    KVCache paged({.batch = B, .num_kv_heads = Hkv, .capacity = cap, .head_dim = D, .page_size = page});
+    // Sequences grow in turns, a few tokens at a time, so their pages interleave in the pool.
+    std::vector<int64_t> done(B, 0);
+    for (int64_t step = 0, more = 1; more; ++step) {
+      more = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t n = std::min<int64_t>(3 + (step + b) % 7, lengths[b] - done[b]);
+        if (n <= 0) continue;
+        more = 1;
+        const Tensor<float> k = random_tensor({Hkv, n, D}, static_cast<uint32_t>(1000 * b + step)),
+                            v = random_tensor({Hkv, n, D}, static_cast<uint32_t>(5000 + 1000 * b + step));
+        contiguous.append(0, b, k, v);
+        paged.append(0, b, k, v);
+        done[b] += n;
+      }
+    }
+    EXPECT_EQ(paged.lengths(0), lengths);
+    EXPECT_EQ(static_cast<int64_t>(paged.page_table(0, 1).size()), (7 + page - 1) / page);
+    EXPECT_EQ(max_diff(paged.keys(0, 2), contiguous.keys(0, 2)), 0.0);  // the gathered copy
+    const Tensor<float> q = random_tensor({B, Hq, 2, D}, 77);
+    SdpaOptions<float> o;
+    o.is_causal = true;
+    o.causal_alignment = CausalAlignment::BottomRight;
+    o.enable_gqa = true;
+    o.window_left = 100;
+    for (int64_t split : {0, 64, 128}) {
+      const auto want = attn::attention_decode(q, contiguous, 0, o, split);
+      const auto got = attn::attention_decode(q, paged, 0, o, split);
+      if (page == 64) {
+        EXPECT_EQ(max_diff(got.output, want.output), 0.0) << "split " << split;
+        EXPECT_EQ(max_diff(got.lse, want.lse), 0.0) << "split " << split;
+      } else {
+        EXPECT_LE(max_diff(got.output, want.output), kTol) << "page " << page << " split " << split;
+        EXPECT_LE(max_diff(got.lse, want.lse), kTol) << "page " << page << " split " << split;
+      }
+    }
+    const auto ref = attn::attention_decode_reference(q, paged, 0, o);
+    EXPECT_LE(max_diff(ref.output, attn::attention_decode(q, paged, 0, o).output), kTol);
+  }
+}
+
+TEST(PagedKVCache, PagesAreSharedAndReturned) {
+  // 4 pages of 4 tokens for 2 sequences of capacity 16: not enough for both to be full.
+  KVCache cache({.batch = 2, .num_kv_heads = 1, .capacity = 16, .head_dim = 2, .page_size = 4, .num_pages = 4});
+  EXPECT_EQ(cache.free_pages(0), 4);
+  cache.append(0, 0, random_tensor({1, 9, 2}, 1), random_tensor({1, 9, 2}, 2));  // 3 pages
+  EXPECT_EQ(cache.free_pages(0), 1);
+  // Sequence 1 wants 2 pages: ValueError, nothing taken or written.
+  EXPECT_THROW(cache.append(0, 1, random_tensor({1, 5, 2}, 3), random_tensor({1, 5, 2}, 4)), attn::ValueError);
+  EXPECT_EQ(cache.free_pages(0), 1);
+  EXPECT_EQ(cache.length(0, 1), 0);
+  // The batch append checks every sequence first.
+  EXPECT_THROW(cache.append(0, random_tensor({2, 1, 4, 2}, 5), random_tensor({2, 1, 4, 2}, 6)), attn::ValueError);
+  EXPECT_EQ(cache.lengths(0), (std::vector<int64_t>{9, 0}));
+  cache.append(0, 1, random_tensor({1, 4, 2}, 3), random_tensor({1, 4, 2}, 4));  // fits the last page
+  EXPECT_EQ(cache.free_pages(0), 0);
+  cache.clear(0);
+  EXPECT_EQ(cache.free_pages(0), 3);
+  EXPECT_TRUE(cache.page_table(0, 0).empty());
+  EXPECT_THROW(KVCache({.page_size = -1}), attn::ValueError);
+  KVCache contiguous({.capacity = 4, .head_dim = 2});
+  EXPECT_THROW(contiguous.page_table(0, 0), attn::ValueError);
+}
+
 }  // namespace
