@@ -23,6 +23,12 @@
 //   at row t % page_size. Pages are taken from a free list as sequences grow
 //   and given back by clear(), so sequences of very different lengths share
 //   the memory instead of each reserving `capacity`.
+//   A sliding-window cache (paged, window_tokens = W > 0) keeps only what a
+//   window can still see: after each append, pages holding only tokens
+//   before length − W go back to the pool, so a sequence holds at most
+//   ⌈W / page_size⌉ + 1 pages however long it grows. attention_decode then
+//   checks that its window sees no dropped token (ValueError otherwise):
+//   with bottom-right alignment and Lq new rows, W >= window_left + Lq suffices.
 //
 // Fast decoding (split-KV, "flash-decoding"): with few query rows there is
 // too little work per head to keep every core busy, so the key axis is cut
@@ -49,7 +55,9 @@ struct KVCacheConfig {
   int64_t head_dim = 0;      ///< Dk
   int64_t value_dim = -1;    ///< Dv; −1 means head_dim
   int64_t page_size = 0;     ///< 0: contiguous storage; > 0: paged, tokens per page
-  int64_t num_pages = 0;     ///< paged: pages per layer; 0 means batch · ⌈capacity / page_size⌉
+  int64_t num_pages = 0;     ///< paged: pages per layer; 0: enough for every sequence at full length
+                             ///< (batch · ⌈capacity / page_size⌉, or batch · (⌈W / page_size⌉ + 1) with a window)
+  int64_t window_tokens = 0; ///< paged only: > 0 keeps just the last window_tokens tokens (sliding window)
 };
 
 /// Keys and values of past tokens, per layer, float32, appended in place.
@@ -95,6 +103,10 @@ class KVCache {
   const std::vector<int64_t>& page_table(int64_t layer, int64_t b) const;
   /// Paged: pages not held by any sequence of `layer`.
   int64_t free_pages(int64_t layer) const;
+  /// The first position of sequence b still stored (0 unless a sliding-window
+  /// cache dropped older pages; a multiple of page_size). keys()/values()
+  /// give NaN for positions before it.
+  int64_t first_kept(int64_t layer, int64_t b) const;
 
   /// Bytes one token occupies in one layer: Hkv · (Dk + Dv) · 4.
   int64_t bytes_per_token() const;
@@ -102,9 +114,13 @@ class KVCache {
  private:
   void check_layer(const char* fn, int64_t layer) const;
   void check_batch_index(const char* fn, int64_t b) const;
-  // Reserves pages so that sequence b of `layer` can hold `length` tokens
-  // (throws ValueError, taking none, if the pool is short).
-  void reserve_pages(const char* fn, int64_t layer, int64_t b, int64_t length);
+  // Paged: pages sequence b of `layer` must take (*freed: give back) to hold
+  // `length` tokens; then the giving back (window) and the taking (pool
+  // checked by the caller).
+  int64_t pages_needed(int64_t layer, int64_t b, int64_t length, int64_t* freed) const;
+  void drop_pages(int64_t layer, int64_t b, int64_t length);
+  void reserve_pages(int64_t layer, int64_t b, int64_t length);
+  void check_pages(const char* fn, int64_t layer, int64_t need, int64_t freed) const;
   // Copies src [Hkv, Lnew, D] to sequence b's positions start.. of `storage`.
   void write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
                     int64_t start) const;

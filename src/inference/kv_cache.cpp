@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "cpu/decode.hpp"
@@ -51,8 +52,15 @@ KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
   if (config.page_size < 0 || config.num_pages < 0)
     throw ValueError(prefix(fn) + "config has page_size " + std::to_string(config.page_size) + " and num_pages " +
                      std::to_string(config.num_pages) + "; expected page_size >= 0 (0 = contiguous) and num_pages >= 0");
-  if (paged() && config_.num_pages == 0)
-    config_.num_pages = config.batch * ((config.capacity + config.page_size - 1) / config.page_size);
+  if (config.window_tokens < 0 || (config.window_tokens > 0 && !paged()))
+    throw ValueError(prefix(fn) + "config has window_tokens " + std::to_string(config.window_tokens) +
+                     " and page_size " + std::to_string(config.page_size) +
+                     "; a sliding-window cache (window_tokens > 0) needs page_size > 0");
+  if (paged() && config_.num_pages == 0) {
+    const int64_t ps = config.page_size;
+    config_.num_pages = config.window_tokens > 0 ? config.batch * ((config.window_tokens + ps - 1) / ps + 1)
+                                                 : config.batch * ((config.capacity + ps - 1) / ps);
+  }
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
     if (paged()) {
       keys_.emplace_back(Shape{config_.num_pages, config.num_kv_heads, config.page_size, config.head_dim});
@@ -69,19 +77,65 @@ KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
   }
 }
 
-void KVCache::reserve_pages(const char* fn, int64_t layer, int64_t b, int64_t length) {
-  if (!paged()) return;
+// Page index i holds positions [i·ps, (i+1)·ps). A window cache of W tokens
+// at length n needs pages from (n − W) / ps on; the table keeps −1 for the
+// pages before (dropped, or never taken by a long first append).
+namespace {
+int64_t first_page_needed(const KVCacheConfig& c, int64_t length) {
+  return c.window_tokens > 0 ? std::max<int64_t>(0, length - c.window_tokens) / c.page_size : 0;
+}
+}  // namespace
+
+int64_t KVCache::pages_needed(int64_t layer, int64_t b, int64_t length, int64_t* freed) const {
+  const std::vector<int64_t>& table = page_tables_[layer][b];
+  const int64_t have = static_cast<int64_t>(table.size());
+  const int64_t total = (length + config_.page_size - 1) / config_.page_size;
+  const int64_t first = first_page_needed(config_, length);
+  *freed = 0;
+  for (int64_t i = 0; i < std::min(first, have); ++i) *freed += table[static_cast<size_t>(i)] >= 0;
+  return std::max<int64_t>(0, total - std::max(have, first));
+}
+
+void KVCache::check_pages(const char* fn, int64_t layer, int64_t need, int64_t freed) const {
+  const int64_t free = static_cast<int64_t>(free_pages_[layer].size());
+  if (need > free + freed)
+    throw ValueError(prefix(fn) + "layer " + std::to_string(layer) + " needs " + std::to_string(need) +
+                     " more pages of " + std::to_string(config_.page_size) + " tokens; only " +
+                     std::to_string(free + freed) + " of " + std::to_string(config_.num_pages) + " are free");
+}
+
+void KVCache::drop_pages(int64_t layer, int64_t b, int64_t length) {
   std::vector<int64_t>& table = page_tables_[layer][b];
-  const int64_t need = (length + config_.page_size - 1) / config_.page_size - static_cast<int64_t>(table.size());
-  if (need > static_cast<int64_t>(free_pages_[layer].size()))
-    throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) + " needs " +
-                     std::to_string(need) + " more pages of " + std::to_string(config_.page_size) +
-                     " tokens; only " + std::to_string(free_pages_[layer].size()) + " of " +
-                     std::to_string(config_.num_pages) + " are free");
-  for (int64_t i = 0; i < need; ++i) {
+  const int64_t first = first_page_needed(config_, length);
+  for (int64_t i = 0; i < std::min<int64_t>(first, static_cast<int64_t>(table.size())); ++i)
+    if (table[static_cast<size_t>(i)] >= 0) {
+      free_pages_[layer].push_back(table[static_cast<size_t>(i)]);
+      table[static_cast<size_t>(i)] = -1;
+    }
+}
+
+void KVCache::reserve_pages(int64_t layer, int64_t b, int64_t length) {
+  std::vector<int64_t>& table = page_tables_[layer][b];
+  const int64_t total = (length + config_.page_size - 1) / config_.page_size;
+  const int64_t first = first_page_needed(config_, length);
+  for (int64_t i = static_cast<int64_t>(table.size()); i < total; ++i) {
+    if (i < first) {  // a token the window will never see: not stored
+      table.push_back(-1);
+      continue;
+    }
     table.push_back(free_pages_[layer].back());
     free_pages_[layer].pop_back();
   }
+}
+
+int64_t KVCache::first_kept(int64_t layer, int64_t b) const {
+  check_layer("KVCache::first_kept", layer);
+  check_batch_index("KVCache::first_kept", b);
+  if (!paged()) return 0;
+  const std::vector<int64_t>& table = page_tables_[layer][b];
+  int64_t i = 0;
+  while (i < static_cast<int64_t>(table.size()) && table[static_cast<size_t>(i)] < 0) ++i;
+  return std::min(i * config_.page_size, lengths_[layer][b]);
 }
 
 void KVCache::write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
@@ -94,6 +148,7 @@ void KVCache::write_tokens(const Tensor<float>& src, const Tensor<float>& storag
   const std::vector<int64_t>& table = page_tables_[layer][b];
   for (int64_t t = 0; t < L; ++t) {
     const int64_t pos = start + t, page = table[static_cast<size_t>(pos / ps)];
+    if (page < 0) continue;  // before the window: not stored
     for (int64_t h = 0; h < H; ++h) {
       float* out = &storage(page, h, pos % ps, 0);
       for (int64_t x = 0; x < D; ++x) out[x] = src(h, t, x);
@@ -106,8 +161,11 @@ Tensor<float> KVCache::gather(const Tensor<float>& storage, int64_t layer, int64
   Tensor<float> out({1, H, L, D});
   const std::vector<int64_t>& table = page_tables_[layer][b];
   for (int64_t h = 0; h < H; ++h)
-    for (int64_t t = 0; t < L; ++t)
-      for (int64_t x = 0; x < D; ++x) out(0, h, t, x) = storage(table[static_cast<size_t>(t / ps)], h, t % ps, x);
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t page = table[static_cast<size_t>(t / ps)];
+      for (int64_t x = 0; x < D; ++x)
+        out(0, h, t, x) = page >= 0 ? storage(page, h, t % ps, x) : std::numeric_limits<float>::quiet_NaN();
+    }
   return out;
 }
 
@@ -155,18 +213,18 @@ void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float
       throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
                        " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
                        " more exceed the capacity " + std::to_string(config_.capacity));
-  if (paged()) {  // enough pages for every sequence, or none taken
-    int64_t need = 0;
-    for (int64_t b = 0; b < B; ++b)
-      need += (lengths_[layer][b] + L + config_.page_size - 1) / config_.page_size -
-              static_cast<int64_t>(page_tables_[layer][b].size());
-    if (need > static_cast<int64_t>(free_pages_[layer].size()))
-      throw ValueError(prefix(fn) + "the batch needs " + std::to_string(need) + " more pages of layer " +
-                       std::to_string(layer) + "; only " + std::to_string(free_pages_[layer].size()) + " of " +
-                       std::to_string(config_.num_pages) + " are free");
+  if (paged()) {  // enough pages for every sequence, or none taken; drop all before taking any
+    int64_t need = 0, freed = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t f = 0;
+      need += pages_needed(layer, b, lengths_[layer][b] + L, &f);
+      freed += f;
+    }
+    check_pages(fn, layer, need, freed);
+    for (int64_t b = 0; b < B; ++b) drop_pages(layer, b, lengths_[layer][b] + L);
+    for (int64_t b = 0; b < B; ++b) reserve_pages(layer, b, lengths_[layer][b] + L);
   }
   for (int64_t b = 0; b < B; ++b) {
-    reserve_pages(fn, layer, b, lengths_[layer][b] + L);
     write_tokens(key.select(0, b), keys_[layer], layer, b, lengths_[layer][b]);
     write_tokens(value.select(0, b), values_[layer], layer, b, lengths_[layer][b]);
     lengths_[layer][b] += L;
@@ -191,7 +249,13 @@ void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const T
     throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
                      " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
                      " more exceed the capacity " + std::to_string(config_.capacity));
-  reserve_pages(fn, layer, b, lengths_[layer][b] + L);
+  if (paged()) {
+    int64_t freed = 0;
+    const int64_t need = pages_needed(layer, b, lengths_[layer][b] + L, &freed);
+    check_pages(fn, layer, need, freed);
+    drop_pages(layer, b, lengths_[layer][b] + L);
+    reserve_pages(layer, b, lengths_[layer][b] + L);
+  }
   write_tokens(key, keys_[layer], layer, b, lengths_[layer][b]);
   write_tokens(value, values_[layer], layer, b, lengths_[layer][b]);
   lengths_[layer][b] += L;
@@ -218,7 +282,8 @@ void KVCache::clear(int64_t b) {
     lengths_[layer][b] = 0;
     if (!paged()) continue;
     std::vector<int64_t>& table = page_tables_[layer][b];
-    for (size_t i = table.size(); i-- > 0;) free_pages_[layer].push_back(table[i]);  // reused first-out
+    for (size_t i = table.size(); i-- > 0;)
+      if (table[i] >= 0) free_pages_[layer].push_back(table[i]);  // reused first-out
     table.clear();
   }
 }
@@ -300,6 +365,17 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
                                    const SdpaOptions<float>& options, int64_t split_keys) {
   const char* fn = "attention_decode";
   check_decode_arguments(fn, query, cache, layer, options);
+  // A sliding-window cache: the first query row must not see a dropped token.
+  for (int64_t b = 0; b < cache.config().batch; ++b) {
+    const int64_t kept = cache.first_kept(layer, b), Lk = cache.length(layer, b);
+    if (kept == 0) continue;
+    const int64_t diag = options.causal_alignment == CausalAlignment::BottomRight ? Lk - query.size(2) : 0;
+    const int64_t lo = options.window_left >= 0 ? std::max<int64_t>(0, diag - options.window_left) : 0;
+    if (lo < kept)
+      throw ValueError(prefix(fn) + "window_left " + std::to_string(options.window_left) + " lets query row 0 of sequence " +
+                       std::to_string(b) + " see key " + std::to_string(lo) + ", but the sliding-window cache keeps keys " +
+                       std::to_string(kept) + ".." + std::to_string(Lk - 1) + " only; use a window_left within window_tokens");
+  }
   if (split_keys < 0)
     throw ValueError(prefix(fn) + "split_keys is " + std::to_string(split_keys) + ", expected 0 (auto) or > 0");
   // Paged: the page tables as one [B, max_pages] array (−1 = no page yet).

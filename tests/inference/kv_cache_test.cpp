@@ -364,4 +364,52 @@ TEST(PagedKVCache, PagesAreSharedAndReturned) {
   EXPECT_THROW(contiguous.page_table(0, 0), attn::ValueError);
 }
 
+// A sliding-window cache keeps only the pages its window can still see, and
+// decoding with it equals full-sequence attention with that window.
+TEST(SlidingWindowKVCache, DropsWhatTheWindowNoLongerSees) {
+  const int64_t B = 2, H = 2, L = 90, D = 8, W = 10, page = 4;
+  const Tensor<float> q = random_tensor({B, H, L, D}, 91), k = random_tensor({B, H, L, D}, 92),
+                      v = random_tensor({B, H, L, D}, 93);
+  SdpaOptions<float> o;
+  o.is_causal = true;
+  o.causal_alignment = CausalAlignment::BottomRight;
+  o.window_left = W - 1;  // the newest token and the W − 1 before it
+  const auto full = attn::scaled_dot_product_attention(q, k, v, o);
+  KVCache cache({.batch = B, .num_kv_heads = H, .capacity = L, .head_dim = D, .page_size = page, .window_tokens = W});
+  EXPECT_EQ(cache.config().num_pages, B * ((W + page - 1) / page + 1));
+  // A first chunk longer than the window stores only its last pages.
+  const int64_t P = 25;
+  cache.append(0, k.slice(2, 0, P), v.slice(2, 0, P));
+  EXPECT_EQ(cache.first_kept(0, 0), (P - W) / page * page);
+  double worst = 0;
+  for (int64_t t = P; t < L; ++t) {
+    cache.append(0, k.slice(2, t, t + 1), v.slice(2, t, t + 1));
+    const auto got = attn::attention_decode(q.slice(2, t, t + 1), cache, 0, o, /*split_keys=*/8);
+    worst = std::max({worst, max_diff(got.output, full.output.slice(2, t, t + 1)),
+                      max_diff(got.lse, full.lse.slice(2, t, t + 1))});
+    // Held pages stay bounded: at most ⌈W / page⌉ + 1 per sequence.
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t held = 0;
+      for (int64_t pg : cache.page_table(0, b)) held += pg >= 0;
+      EXPECT_LE(held, (W + page - 1) / page + 1);
+      EXPECT_LE(cache.first_kept(0, b), t + 1 - W);
+    }
+  }
+  EXPECT_LE(worst, kTol);
+  // The reference twin reads the gathered copy, NaN where tokens were dropped:
+  // equal, so no dropped token is read.
+  const Tensor<float> qlast = q.slice(2, L - 1, L);
+  EXPECT_LE(max_diff(attn::attention_decode_reference(qlast, cache, 0, o).output, full.output.slice(2, L - 1, L)), kTol);
+  // A window that would see dropped tokens is refused.
+  SdpaOptions<float> wide = o;
+  wide.window_left = -1;
+  EXPECT_THROW(attn::attention_decode(qlast, cache, 0, wide), attn::ValueError);
+  wide.window_left = W + 8;
+  EXPECT_THROW(attn::attention_decode(qlast, cache, 0, wide), attn::ValueError);
+  EXPECT_THROW(KVCache({.capacity = 8, .head_dim = 2, .window_tokens = 4}), attn::ValueError);  // needs pages
+  cache.clear();
+  EXPECT_EQ(cache.free_pages(0), cache.config().num_pages);
+}
+
+
 }  // namespace
