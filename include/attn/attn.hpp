@@ -8,6 +8,7 @@
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
 #include "attn/gru.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/linear.hpp"
 #include "attn/loss.hpp"
 #include "attn/lstm.hpp"

@@ -1,0 +1,177 @@
+// attn/kv_cache.hpp — the key–value cache and fast decoding (issue 8).
+//
+// Generating text one token at a time, a transformer layer needs the keys and
+// values of every past token again and again. Recomputing them costs the
+// whole sequence each step; the KV cache keeps them (notes 000: "then the
+// key–value cache"), so a step costs one new query against L cached keys.
+// That step reads the whole cache and does 2 flops per float read: decoding
+// is bound by memory bandwidth, not arithmetic.
+//
+//   KVCache cache({.num_layers = 2, .batch = 1, .num_kv_heads = 8, .capacity = 4096, .head_dim = 128});
+//   cache.append(layer, k_new, v_new);              // [B, Hkv, Lnew, D] each, copied in place
+//   auto r = attention_decode(q_new, cache, layer, opts);  // q_new [B, Hq, Lnew, D]
+//   // r.output [B, Hq, Lnew, Dv] equals scaled_dot_product_attention over the
+//   // whole sequence so far (bottom-right causal alignment), to float rounding.
+//
+// Storage, per layer, float32; each sequence b of the batch has its own
+// length (varlen: sequences of different lengths share one cache):
+//   contiguous (page_size = 0): keys [B, Hkv, capacity, Dk], values [B, Hkv, capacity, Dv];
+//   paged (page_size > 0, as vLLM's PagedAttention and FlashAttention's
+//   block_table): a pool of pages, keys [num_pages, Hkv, page_size, Dk] and
+//   values [num_pages, Hkv, page_size, Dv], and per sequence a page table:
+//   token t of sequence b lives in page page_table(layer, b)[t / page_size]
+//   at row t % page_size. Pages are taken from a free list as sequences grow
+//   and given back by clear(), so sequences of very different lengths share
+//   the memory instead of each reserving `capacity`.
+//   A sliding-window cache (paged, window_tokens = W > 0) keeps only what a
+//   window can still see: after each append, pages holding only tokens
+//   before length − W go back to the pool, so a sequence holds at most
+//   ⌈W / page_size⌉ + 1 pages however long it grows. attention_decode then
+//   checks that its window sees no dropped token (ValueError otherwise):
+//   with bottom-right alignment and Lq new rows, W >= window_left + Lq suffices.
+//
+// Fast decoding (split-KV, "flash-decoding"): with few query rows there is
+// too little work per head to keep every core busy, so the key axis is cut
+// into chunks; each (sequence, KV head, chunk) is one work item that returns
+// a partial output and its log-sum-exp, and merge_attention_partials combines
+// them. The query heads that share a KV head (GQA/MQA) are processed together
+// in one item, so each cached key and value is read from memory once, not
+// once per query head.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "attn/sdpa.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+struct KVCacheConfig {
+  int64_t num_layers = 1;
+  int64_t batch = 1;         ///< sequences held side by side (B)
+  int64_t num_kv_heads = 1;  ///< Hkv
+  int64_t capacity = 0;      ///< the most tokens one sequence can hold
+  int64_t head_dim = 0;      ///< Dk
+  int64_t value_dim = -1;    ///< Dv; −1 means head_dim
+  int64_t page_size = 0;     ///< 0: contiguous storage; > 0: paged, tokens per page
+  int64_t num_pages = 0;     ///< paged: pages per layer; 0: enough for every sequence at full length
+                             ///< (batch · ⌈capacity / page_size⌉, or batch · (⌈W / page_size⌉ + 1) with a window)
+  int64_t window_tokens = 0; ///< paged only: > 0 keeps just the last window_tokens tokens (sliding window)
+};
+
+/// Keys and values of past tokens, per layer, float32, appended in place.
+/// Errors: ShapeError when an appended key/value does not fit
+/// [B, Hkv, Lnew, Dk] / [B, Hkv, Lnew, Dv]; ValueError when a sequence would
+/// grow past capacity or a paged cache runs out of pages (nothing is written
+/// then), or a layer or batch index is out of range.
+class KVCache {
+ public:
+  /// Allocates num_layers × 2 buffers of B·Hkv·capacity·D floats (zeros), all lengths 0.
+  explicit KVCache(const KVCacheConfig& config);
+
+  const KVCacheConfig& config() const { return config_; }
+  int64_t value_dim() const { return config_.value_dim < 0 ? config_.head_dim : config_.value_dim; }
+
+  /// Appends Lnew tokens to every sequence of the batch, each after its own
+  /// current length: key [B, Hkv, Lnew, Dk], value [B, Hkv, Lnew, Dv] (any strides).
+  void append(int64_t layer, const Tensor<float>& key, const Tensor<float>& value);
+  /// Appends Lnew tokens to sequence `batch_index` only (varlen batches):
+  /// key [Hkv, Lnew, Dk], value [Hkv, Lnew, Dv].
+  void append(int64_t layer, int64_t batch_index, const Tensor<float>& key, const Tensor<float>& value);
+
+  /// Tokens held by sequence b in `layer`.
+  int64_t length(int64_t layer, int64_t b) const;
+  /// The lengths of every sequence in `layer` ([B]).
+  const std::vector<int64_t>& lengths(int64_t layer) const;
+  /// Forgets every token (all layers, all sequences); the memory is kept.
+  void clear();
+  /// Forgets the tokens of sequence b in every layer (its slot can hold a new sequence).
+  void clear(int64_t b);
+
+  /// The whole storage of a layer: contiguous [B, Hkv, capacity, D], paged
+  /// the page pool [num_pages, Hkv, page_size, D] (rows past a sequence's
+  /// length hold stale or zero data).
+  Tensor<float> key_storage(int64_t layer) const;
+  Tensor<float> value_storage(int64_t layer) const;
+  /// The filled part of sequence b, [1, Hkv, length(layer, b), D]: a view
+  /// (no copy) when contiguous, a gathered copy when paged.
+  Tensor<float> keys(int64_t layer, int64_t b) const;
+  Tensor<float> values(int64_t layer, int64_t b) const;
+  bool paged() const { return config_.page_size > 0; }
+  /// Paged: the physical pages of sequence b in `layer`, in token order.
+  const std::vector<int64_t>& page_table(int64_t layer, int64_t b) const;
+  /// Paged: pages not held by any sequence of `layer`.
+  int64_t free_pages(int64_t layer) const;
+  /// The first position of sequence b still stored (0 unless a sliding-window
+  /// cache dropped older pages; a multiple of page_size). keys()/values()
+  /// give NaN for positions before it.
+  int64_t first_kept(int64_t layer, int64_t b) const;
+
+  /// Bytes one token occupies in one layer: Hkv · (Dk + Dv) · 4.
+  int64_t bytes_per_token() const;
+
+ private:
+  void check_layer(const char* fn, int64_t layer) const;
+  void check_batch_index(const char* fn, int64_t b) const;
+  // Paged: pages sequence b of `layer` must take (*freed: give back) to hold
+  // `length` tokens; then the giving back (window) and the taking (pool
+  // checked by the caller).
+  int64_t pages_needed(int64_t layer, int64_t b, int64_t length, int64_t* freed) const;
+  void drop_pages(int64_t layer, int64_t b, int64_t length);
+  void reserve_pages(int64_t layer, int64_t b, int64_t length);
+  void check_pages(const char* fn, int64_t layer, int64_t need, int64_t freed) const;
+  // Copies src [Hkv, Lnew, D] to sequence b's positions start.. of `storage`.
+  void write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
+                    int64_t start) const;
+  Tensor<float> gather(const Tensor<float>& storage, int64_t layer, int64_t b) const;
+
+  KVCacheConfig config_;
+  std::vector<Tensor<float>> keys_, values_;    // per layer [B, Hkv, capacity, D]
+  std::vector<std::vector<int64_t>> lengths_;  // per layer [B]
+  std::vector<std::vector<std::vector<int64_t>>> page_tables_;  // paged: per layer, per sequence
+  std::vector<std::vector<int64_t>> free_pages_;                // paged: per layer, a stack
+};
+
+/// One decode step of attention against the cache of `layer`:
+///   query [B, Hq, Lq, Dk] (any strides): the Lq newest tokens of each
+///   sequence, whose keys and values are already appended.
+/// Returns output [B, Hq, Lq, Dv] and lse [B, Hq, Lq], equal (to float
+/// rounding) to scaled_dot_product_attention(query[b], keys(layer, b),
+/// values(layer, b), options) for every sequence b: sequence b has its own
+/// Lk = length(layer, b), and its diagonal is diag = Lk − Lq with
+/// CausalAlignment::BottomRight (what decoding needs: the new rows are the
+/// last ones), 0 with TopLeft.
+/// Options taken: is_causal, causal_alignment, window_left/right, scale,
+/// enable_gqa, alibi_slopes ([Hq] or [B, Hq]), softcap, sinks. Not taken
+/// (ValueError): bool_mask, float_mask (lengths, causality and the window
+/// are the masks a cache needs), dropout_p > 0 (inference), return_weights.
+/// `split_keys`: keys per split-KV chunk; 0 picks it from the shape (never
+/// from the thread count, so results are bit-identical for any thread count).
+SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                   const SdpaOptions<float>& options = {}, int64_t split_keys = 0);
+
+/// The readable twin of attention_decode (the specification it is tested
+/// against): scaled_dot_product_attention on each sequence's filled views.
+SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                             const SdpaOptions<float>& options = {});
+
+/// Merges attention computed over S disjoint parts of the key axis into
+/// attention over their union (FlashAttention's split-KV combine):
+///   partial_outputs [S, B, H, L, Dv], partial_lse [S, B, H, L]
+///   (output s normalised by its own softmax; lse −∞ for a part that saw no key)
+///   lse = log Σ_s e^{lse_s}          (max-subtracted, so nothing overflows)
+///   out = Σ_s e^{lse_s − lse} · out_s
+/// returns output [B, H, L, Dv], lse [B, H, L]; a row whose parts are all −∞
+/// gives output 0 and lse −∞.
+/// Determinism: the sums run over s = 0, 1, …, S−1 in that order, in T,
+/// every time; attention_decode merges its chunks with this very function,
+/// so its output is bit-identical to merging its partials here. S = 1
+/// returns the part unchanged (e^0 = 1 exactly). A split changes the result
+/// only by rounding: merged ≈ unsplit to a few ulp per part (not bit for bit;
+/// floating-point addition is not associative).
+/// Errors: ShapeError when the shapes do not fit together.
+template <class T>
+SdpaResult<T> merge_attention_partials(const Tensor<T>& partial_outputs, const Tensor<T>& partial_lse);
+
+}  // namespace attn

@@ -1,0 +1,465 @@
+// cpu/decode-inl.h — the split-KV ("flash-decoding") attention kernel for a
+// few query rows against a long KV cache, compiled once per SIMD target by
+// decode.cpp through Highway's foreach_target.h. Reference twin:
+// attention_decode_reference (src/inference/kv_cache.cpp), which runs
+// scaled_dot_product_attention on each sequence's cache views.
+//
+// Why a kernel of its own: a decode step (Lq = 1) does 2 flops per float of
+// K and V it reads, so it is bound by memory bandwidth; the prefill kernel's
+// packing of K and V would double the traffic, and its parallelism over
+// (batch, head) leaves cores idle when B·Hkv is small. Here:
+//   * one work item = (sequence b, KV head g, chunk c of the key axis);
+//     chunks make enough items for every thread even at B·Hkv = 1;
+//   * an item holds all R = group·Lq query rows that read KV head g (the
+//     query heads of a GQA group), so each key and value row comes from
+//     memory once and is used R times from L1: GQA costs the bytes of Hkv
+//     heads, not Hq;
+//   * K and V are read in place, along their rows (unit stride along d),
+//     from a contiguous cache or from a paged one (a pool of pages and a page
+//     table per sequence, as vLLM): a block of keys never crosses a page, so
+//     within a block the rows are evenly strided either way;
+//   * each item returns its partial output (normalised by its own sum) and
+//     its log-sum-exp; merge_partial_row (src/inference/merge.cpp, the body
+//     of the public merge_attention_partials) combines the chunks of a row
+//     in chunk order.
+// Chunks depend on the shape only, never on the thread count, and every
+// item's arithmetic is fixed, so results are bit-identical for any thread
+// count.
+//
+// Per item, per block of kBlock keys (the online softmax of FlashAttention):
+//   S[r, j] = q_r · k_j           2 rows × 4 keys of dot products at a time
+//   s = scale·S, softcap, ALiBi, −∞ where hidden (causal, window)
+//   m' = max(m, rowmax s);  P = exp(s − m');  l = l·e^{m−m'} + Σ P
+//   O[r] = O[r]·e^{m−m'} + Σ_j P[r, j] v_j      2 rows × 4 values at a time
+// and at the end out_c = O / l, lse_c = m + log l.
+//
+// Buffers (per thread scratch, floats):
+//   q [R][Dkp]  the item's query rows, copied to unit stride (Dkp = Dk rounded to vectors)
+//   s [R][kBlock] scores, then weights P, of the block in hand
+//   o [R][Dvp]  running output;  m, l, alpha [R]  running max, sum, rescale
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "cpu/decode_params.hpp"
+#include "cpu/parallel.hpp"
+
+// Per-target include guard (Highway's toggle idiom).
+#if defined(ATTN_CPU_DECODE_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ATTN_CPU_DECODE_INL_H_
+#undef ATTN_CPU_DECODE_INL_H_
+#else
+#define ATTN_CPU_DECODE_INL_H_
+#endif
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#if HWY_ARCH_X86
+#include <immintrin.h>
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+namespace decode {
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Keys per block of the online softmax: the block's scores of one row fit a
+// few cache lines, and its K and V rows (64 × 512 B each at d = 128) stay
+// in L1/L2 between the score pass and the P·V pass. (32 and 128 measured
+// the same, 80-92% of a plain read at 32/8 heads, within this VM's noise.)
+constexpr int64_t kBlock = 64;
+constexpr int64_t kPrefetchKeys = 16;  // how far ahead K and V rows are prefetched
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Asks for the cache lines of `n` floats at p before they are needed: the
+// score pass prefetches the key rows kPrefetchKeys ahead, the P·V pass the
+// value rows, so each of the two streams stays ahead of its pass across block
+// and page boundaries (where the hardware prefetcher stops). On this shared
+// VM it gained a few percent of a plain read on one thread, within the
+// noise; 16 rows (8 KiB at d = 128) did no worse than 64, and prefetching
+// to L2 only (prefetcht1) no better. A prefetch never faults, so running
+// past the end of the cache is harmless.
+inline void PrefetchRow(const float* p, int64_t n) {
+  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(p + x, 0, 3);
+}
+
+// The keys [lo, hi) that query row i may see (causality and the window);
+// diag places row i's diagonal at key i + diag. Both ends grow with i.
+struct KeyRange {
+  int64_t lo, hi;
+};
+inline KeyRange RowKeys(const DecodeParams& p, int64_t Lk, int64_t diag, int64_t i) {
+  const int64_t c = i + diag;
+  int64_t lo = 0, hi = Lk;
+  if (p.window_left >= 0) lo = std::max(lo, c - p.window_left);
+  if (p.causal) hi = std::min(hi, c + 1);
+  if (p.window_right >= 0) hi = std::min(hi, c + p.window_right + 1);
+  lo = std::min(lo, Lk);
+  return {lo, std::max(lo, hi)};
+}
+
+inline float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  VF acc0 = hn::Zero(d), acc1 = hn::Zero(d);
+  int64_t x = 0;
+  for (; x + 2 * N <= n; x += 2 * N) {
+    acc0 = hn::MulAdd(hn::LoadU(d, a + x), hn::LoadU(d, b + x), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(d, a + x + N), hn::LoadU(d, b + x + N), acc1);
+  }
+  for (; x + N <= n; x += N) acc0 = hn::MulAdd(hn::LoadU(d, a + x), hn::LoadU(d, b + x), acc0);
+  float dot = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
+  for (; x < n; ++x) dot += a[x] * b[x];
+  return dot;
+}
+
+// out[0..4) = the lane sums of a0..a3. On AVX2 three horizontal adds and one
+// 128-bit add give all four at once (11 instructions instead of ~28 for four
+// separate reductions); elsewhere, Highway's SumOfLanes per vector.
+HWY_INLINE void SumOfLanes4(VF a0, VF a1, VF a2, VF a3, float* HWY_RESTRICT out) {
+#if HWY_TARGET == HWY_AVX2
+  const __m256 h01 = _mm256_hadd_ps(a0.raw, a1.raw);  // [a0 01, a0 23, a1 01, a1 23 | the same of 4..7]
+  const __m256 h23 = _mm256_hadd_ps(a2.raw, a3.raw);
+  const __m256 h = _mm256_hadd_ps(h01, h23);           // [a0 0..3, a1 0..3, a2 0..3, a3 0..3 | 4..7]
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+#else
+  const DF d;
+  out[0] = hn::GetLane(hn::SumOfLanes(d, a0));
+  out[1] = hn::GetLane(hn::SumOfLanes(d, a1));
+  out[2] = hn::GetLane(hn::SumOfLanes(d, a2));
+  out[3] = hn::GetLane(hn::SumOfLanes(d, a3));
+#endif
+}
+
+// s[r·kBlock + j] = q_r · k_j for r < R, j < count. q: rows of stride qs
+// (unit stride, vector aligned); k_j = k + j·ks. Register tile: 2 query rows
+// × 4 keys = 8 accumulators, 6 loads per 8 FMAs; the 4 key rows are read
+// from memory by the first row pair and from L1 by the others.
+inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, const float* HWY_RESTRICT k,
+                        int64_t ks, int64_t count, int64_t Dk, float* HWY_RESTRICT s) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t dk_vec = Dk / N * N;
+  // Four dot products of row qr with keys kj[0..4): lane sums, then the Dk tail.
+  auto finish4 = [&](VF a0, VF a1, VF a2, VF a3, const float* qr, const float* const* kj, float* out) {
+    SumOfLanes4(a0, a1, a2, a3, out);
+    for (int64_t x = dk_vec; x < Dk; ++x)
+      for (int t = 0; t < 4; ++t) out[t] += qr[x] * kj[t][x];
+  };
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const float* k0 = k + j * ks;
+    const float* k1 = k0 + ks;
+    const float* k2 = k1 + ks;
+    const float* k3 = k2 + ks;
+    const float* const keys[4] = {k0, k1, k2, k3};
+    for (int64_t a = 0; a < 4; ++a) PrefetchRow(k0 + (kPrefetchKeys + a) * ks, Dk);
+    int64_t r = 0;
+    for (; r + 2 <= R; r += 2) {
+      const float* qa = q + r * qs;
+      const float* qb = qa + qs;
+      VF a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int64_t x = 0; x < dk_vec; x += N) {
+        const VF x0 = hn::LoadU(d, k0 + x), x1 = hn::LoadU(d, k1 + x), x2 = hn::LoadU(d, k2 + x),
+                 x3 = hn::LoadU(d, k3 + x);
+        const VF ya = hn::Load(d, qa + x), yb = hn::Load(d, qb + x);
+        a0 = hn::MulAdd(ya, x0, a0), a1 = hn::MulAdd(ya, x1, a1), a2 = hn::MulAdd(ya, x2, a2),
+        a3 = hn::MulAdd(ya, x3, a3);
+        b0 = hn::MulAdd(yb, x0, b0), b1 = hn::MulAdd(yb, x1, b1), b2 = hn::MulAdd(yb, x2, b2),
+        b3 = hn::MulAdd(yb, x3, b3);
+      }
+      finish4(a0, a1, a2, a3, qa, keys, s + r * kBlock + j);
+      finish4(b0, b1, b2, b3, qb, keys, s + (r + 1) * kBlock + j);
+    }
+    if (r < R) {  // an odd last row: 1 × 4
+      const float* qa = q + r * qs;
+      VF a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t x = 0; x < dk_vec; x += N) {
+        const VF ya = hn::Load(d, qa + x);
+        a0 = hn::MulAdd(ya, hn::LoadU(d, k0 + x), a0);
+        a1 = hn::MulAdd(ya, hn::LoadU(d, k1 + x), a1);
+        a2 = hn::MulAdd(ya, hn::LoadU(d, k2 + x), a2);
+        a3 = hn::MulAdd(ya, hn::LoadU(d, k3 + x), a3);
+      }
+      finish4(a0, a1, a2, a3, qa, keys, s + r * kBlock + j);
+    }
+  }
+  for (; j < count; ++j)
+    for (int64_t r = 0; r < R; ++r) s[r * kBlock + j] = Dot(q + r * qs, k + j * ks, Dk);
+}
+
+// o_r += Σ_j P[r, j] · v_j over a block every row sees entirely (no weight is
+// a hidden key's). Register tile: 2 rows × 4 value rows: 8 broadcast
+// weights, 4 value vectors and 2 output vectors; the output rows are loaded
+// and stored once per 4 keys. (A version that kept 2 rows × 32 columns of
+// the output in registers for the whole block, walking V by columns, did as
+// well from L2 but worse from memory: it reads V rows out of order.)
+inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RESTRICT v, int64_t vs, int64_t count,
+                    int64_t Dv, float* HWY_RESTRICT o, int64_t os) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t dv_vec = Dv / N * N;
+  int64_t j = 0;
+  for (; j + 4 <= count; j += 4) {
+    const float* v0 = v + j * vs;
+    const float* v1 = v0 + vs;
+    const float* v2 = v1 + vs;
+    const float* v3 = v2 + vs;
+    for (int64_t a = 0; a < 4; ++a) PrefetchRow(v0 + (kPrefetchKeys + a) * vs, Dv);
+    int64_t r = 0;
+    for (; r + 2 <= R; r += 2) {
+      const float* pa = s + r * kBlock + j;
+      const float* pb = pa + kBlock;
+      const VF pa0 = hn::Set(d, pa[0]), pa1 = hn::Set(d, pa[1]), pa2 = hn::Set(d, pa[2]), pa3 = hn::Set(d, pa[3]);
+      const VF pb0 = hn::Set(d, pb[0]), pb1 = hn::Set(d, pb[1]), pb2 = hn::Set(d, pb[2]), pb3 = hn::Set(d, pb[3]);
+      float* oa = o + r * os;
+      float* ob = oa + os;
+      for (int64_t x = 0; x < dv_vec; x += N) {
+        const VF x0 = hn::LoadU(d, v0 + x), x1 = hn::LoadU(d, v1 + x), x2 = hn::LoadU(d, v2 + x),
+                 x3 = hn::LoadU(d, v3 + x);
+        VF ya = hn::Load(d, oa + x), yb = hn::Load(d, ob + x);
+        ya = hn::MulAdd(pa0, x0, ya), ya = hn::MulAdd(pa1, x1, ya), ya = hn::MulAdd(pa2, x2, ya),
+        ya = hn::MulAdd(pa3, x3, ya);
+        yb = hn::MulAdd(pb0, x0, yb), yb = hn::MulAdd(pb1, x1, yb), yb = hn::MulAdd(pb2, x2, yb),
+        yb = hn::MulAdd(pb3, x3, yb);
+        hn::Store(ya, d, oa + x);
+        hn::Store(yb, d, ob + x);
+      }
+      for (int64_t x = dv_vec; x < Dv; ++x) {
+        oa[x] += pa[0] * v0[x] + pa[1] * v1[x] + pa[2] * v2[x] + pa[3] * v3[x];
+        ob[x] += pb[0] * v0[x] + pb[1] * v1[x] + pb[2] * v2[x] + pb[3] * v3[x];
+      }
+    }
+    if (r < R) {
+      const float* pa = s + r * kBlock + j;
+      const VF pa0 = hn::Set(d, pa[0]), pa1 = hn::Set(d, pa[1]), pa2 = hn::Set(d, pa[2]), pa3 = hn::Set(d, pa[3]);
+      float* oa = o + r * os;
+      for (int64_t x = 0; x < dv_vec; x += N) {
+        VF ya = hn::Load(d, oa + x);
+        ya = hn::MulAdd(pa0, hn::LoadU(d, v0 + x), ya);
+        ya = hn::MulAdd(pa1, hn::LoadU(d, v1 + x), ya);
+        ya = hn::MulAdd(pa2, hn::LoadU(d, v2 + x), ya);
+        ya = hn::MulAdd(pa3, hn::LoadU(d, v3 + x), ya);
+        hn::Store(ya, d, oa + x);
+      }
+      for (int64_t x = dv_vec; x < Dv; ++x) oa[x] += pa[0] * v0[x] + pa[1] * v1[x] + pa[2] * v2[x] + pa[3] * v3[x];
+    }
+  }
+  for (; j < count; ++j) {
+    const float* vj = v + j * vs;
+    for (int64_t r = 0; r < R; ++r) {
+      const VF w = hn::Set(d, s[r * kBlock + j]);
+      float* orow = o + r * os;
+      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(w, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += s[r * kBlock + j] * vj[x];
+    }
+  }
+}
+
+// The same sum for a block at the edge of some row's causal or window band:
+// a weight of 0 (a hidden key) is skipped, so that a NaN or Inf stored at a
+// hidden position can never reach the output.
+inline void BlockPVMasked(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RESTRICT v, int64_t vs,
+                          int64_t count, int64_t Dv, float* HWY_RESTRICT o, int64_t os) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t dv_vec = Dv / N * N;
+  for (int64_t j = 0; j < count; ++j) {
+    const float* vj = v + j * vs;
+    for (int64_t r = 0; r < R; ++r) {
+      const float w = s[r * kBlock + j];
+      if (w == 0.0f) continue;
+      const VF wv = hn::Set(d, w);
+      float* orow = o + r * os;
+      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(wv, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += w * vj[x];
+    }
+  }
+}
+
+// Row r's scores → final scores, in the reference's order: scale·q·k,
+// softcap, ALiBi bias; −∞ outside the row's band [lo, hi).
+inline void FinishScores(const DecodeParams& p, float* HWY_RESTRICT srow, int64_t count, int64_t jb, KeyRange band,
+                         int64_t row_diag_pos, float slope, bool plain) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  if (plain) {  // the common case: scale only, vectorised
+    const VF sc = hn::Set(d, p.scale);
+    int64_t j = 0;
+    for (; j + N <= count; j += N) hn::Store(hn::Mul(sc, hn::Load(d, srow + j)), d, srow + j);
+    for (; j < count; ++j) srow[j] *= p.scale;
+    return;
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t key = jb + j;
+    if (key < band.lo || key >= band.hi) {
+      srow[j] = kNegInf;
+      continue;
+    }
+    float x = p.scale * srow[j];
+    if (p.softcap > 0) x = p.softcap * std::tanh(x / p.softcap);
+    if (p.alibi) x -= slope * static_cast<float>(std::abs(row_diag_pos - key));
+    srow[j] = x;
+  }
+}
+
+// The online-softmax step of one row: returns the rescale factor
+// e^{m − m'} of its running output, turns srow into P = e^{s − m'}.
+inline float SoftmaxStep(float* HWY_RESTRICT srow, int64_t count, float& m, float& l) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t j = count; j < RoundUp(count, N); ++j) srow[j] = kNegInf;  // pad to whole vectors
+  const int64_t cv = RoundUp(count, N);
+  VF vmax = hn::Set(d, kNegInf);
+  for (int64_t j = 0; j < cv; j += N) vmax = hn::Max(vmax, hn::Load(d, srow + j));
+  const float bmax = hn::GetLane(hn::MaxOfLanes(d, vmax));
+  const float m_new = std::max(m, bmax);
+  if (m_new == kNegInf) {  // nothing visible yet: all weights 0, nothing to rescale
+    std::memset(srow, 0, sizeof(float) * static_cast<size_t>(count));
+    return 1.0f;
+  }
+  const float alpha = m == kNegInf ? 0.0f : std::exp(m - m_new);
+  const VF mv = hn::Set(d, m_new);
+  VF vsum = hn::Zero(d);
+  for (int64_t j = 0; j < cv; j += N) {
+    const VF e = hn::Exp(d, hn::Sub(hn::Load(d, srow + j), mv));  // e^{−∞} = 0 exactly
+    hn::Store(e, d, srow + j);
+    vsum = hn::Add(vsum, e);
+  }
+  l = l * alpha + hn::GetLane(hn::SumOfLanes(d, vsum));
+  m = m_new;
+  return alpha;
+}
+
+struct Ctx {
+  const DecodeParams* p;
+  int64_t R, Dkp, Dvp, scratch_per_thread;
+  float* scratch;  // [threads][scratch_per_thread]
+};
+
+void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
+  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+  const DecodeParams& p = *c.p;
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t chunk_index = item % p.nsplit;
+  const int64_t g = (item / p.nsplit) % p.Hkv, b = item / p.nsplit / p.Hkv;
+  const int64_t R = c.R;  // row r is query (h, i) = (g·group + r / Lq, r % Lq)
+  float* q = c.scratch + thread * c.scratch_per_thread;  // [R][Dkp]
+  float* s = q + R * c.Dkp;                                // [R][kBlock]
+  float* o = s + R * kBlock;                               // [R][Dvp]
+  float* m = o + R * c.Dvp;                                // [R]
+  float* l = m + RoundUp(R, 16);                           // [R]
+  float* alpha = l + RoundUp(R, 16);                       // [R]
+  auto head_of = [&](int64_t r) { return g * p.group + r / p.Lq; };
+  auto row_of = [&](int64_t r) { return r % p.Lq; };
+
+  const int64_t Lk = p.lengths[b];
+  const int64_t diag = p.bottom_right ? Lk - p.Lq : 0;
+  // The item's keys: its chunk, cut to what some row can see (rows' bands grow with i).
+  const KeyRange first = RowKeys(p, Lk, diag, 0), last = RowKeys(p, Lk, diag, p.Lq - 1);
+  const int64_t j0 = std::max(chunk_index * p.chunk, first.lo);
+  const int64_t j1 = std::min({(chunk_index + 1) * p.chunk, Lk, last.hi});
+
+  for (int64_t r = 0; r < R; ++r) {
+    // Chunk 0 carries the sink: one more softmax term with no value behind it.
+    const float sink = (p.sinks && chunk_index == 0) ? p.sinks[head_of(r) * p.sinks_stride] : kNegInf;
+    m[r] = sink;
+    l[r] = sink == kNegInf ? 0.0f : 1.0f;  // e^{sink − m}, m = sink
+  }
+  if (j0 < j1) {
+    for (int64_t r = 0; r < R; ++r) {
+      const float* src = p.q + b * p.q_stride[0] + head_of(r) * p.q_stride[1] + row_of(r) * p.q_stride[2];
+      for (int64_t x = 0; x < p.Dk; ++x) q[r * c.Dkp + x] = src[x * p.q_stride[3]];
+      for (int64_t x = p.Dk; x < c.Dkp; ++x) q[r * c.Dkp + x] = 0.0f;
+    }
+    std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * c.Dvp));
+  }
+  // Rows of key/value head g from position jb on, contiguous up to the end
+  // of jb's page (paged) or of the sequence (contiguous).
+  auto key_rows = [&](int64_t jb) {
+    if (p.page_size == 0) return p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
+    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
+    return p.k + page * p.k_stride[0] + g * p.k_stride[1] + (jb % p.page_size) * p.k_stride[2];
+  };
+  auto value_rows = [&](int64_t jb) {
+    if (p.page_size == 0) return p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
+    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
+    return p.v + page * p.v_stride[0] + g * p.v_stride[1] + (jb % p.page_size) * p.v_stride[2];
+  };
+  for (int64_t jb = j0, count = 0; jb < j1; jb += count) {
+    // Blocks start at multiples of kBlock (so that the rounding does not depend
+    // on where a window starts, and a paged cache whose pages hold whole blocks
+    // gives the same bits as a contiguous one), and never cross a page.
+    count = std::min(kBlock - jb % kBlock, j1 - jb);
+    if (p.page_size > 0) count = std::min(count, p.page_size - jb % p.page_size);
+    BlockScores(q, c.Dkp, R, key_rows(jb), p.k_stride[2], count, p.Dk, s);
+    // Every row sees every key of the block: no −∞ to place.
+    const bool full = last.lo <= jb && jb + count <= first.hi;
+    const bool plain = full && p.softcap == 0 && !p.alibi;
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t h = head_of(r), i = row_of(r);
+      const float slope = p.alibi ? p.alibi[b * p.alibi_stride[0] + h * p.alibi_stride[1]] : 0.0f;
+      FinishScores(p, s + r * kBlock, count, jb, RowKeys(p, Lk, diag, i), i + diag, slope, plain);
+      alpha[r] = SoftmaxStep(s + r * kBlock, count, m[r], l[r]);
+      if (alpha[r] != 1.0f) {
+        float* orow = o + r * c.Dvp;
+        const VF a = hn::Set(d, alpha[r]);
+        for (int64_t x = 0; x < c.Dvp; x += N) hn::Store(hn::Mul(a, hn::Load(d, orow + x)), d, orow + x);
+      }
+    }
+    if (full)
+      BlockPV(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
+    else
+      BlockPVMasked(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
+  }
+
+  // The partial result of this chunk: out_c = O / l, lse_c = m + log l.
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = (b * p.Hq + head_of(r)) * p.Lq + row_of(r);
+    float* po = p.part_out + (row * p.nsplit + chunk_index) * p.Dv;
+    float* pl = p.part_lse + row * p.nsplit + chunk_index;
+    if (m[r] == kNegInf || j0 >= j1) {  // saw no key (perhaps only the sink)
+      std::memset(po, 0, sizeof(float) * static_cast<size_t>(p.Dv));
+      *pl = m[r] == kNegInf ? kNegInf : m[r] + std::log(l[r]);
+      continue;
+    }
+    const float inv = 1.0f / l[r];
+    for (int64_t x = 0; x < p.Dv; ++x) po[x] = o[r * c.Dvp + x] * inv;
+    *pl = m[r] + std::log(l[r]);
+  }
+}
+
+}  // namespace decode
+
+/// Floats of per-thread scratch one item of `p` needs.
+int64_t DecodeScratchFloats(const DecodeParams& p) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
+  const int64_t R = p.group * p.Lq;
+  return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) + 16;
+}
+
+/// Every (b, g, chunk) item, on p.threads threads; partials into p.part_*.
+/// `scratch`: p.threads × DecodeScratchFloats(p) floats, 64-byte aligned.
+void SplitKVDecode(const DecodeParams& p, float* scratch) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
+  decode::Ctx c{&p, p.group * p.Lq, decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N),
+                decode::RoundUp(DecodeScratchFloats(p), 16), scratch};
+  parallel_for(p.B * p.Hkv * p.nsplit, p.threads, &decode::DecodeItem, &c);
+}
+
+const char* DecodeTargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace attn::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // per-target include guard

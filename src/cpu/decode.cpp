@@ -1,0 +1,191 @@
+// The split-KV decode kernel's plumbing: chunk choice, reused buffers, the
+// run-time choice of SIMD target and the merge of the chunks. The kernel
+// itself is in decode-inl.h (one copy per target, as flash_attention.cpp).
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/decode.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+
+#include "cpu/decode-inl.h"
+
+#if HWY_ONCE
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+
+#include "attn/errors.hpp"
+#include "attn/threading.hpp"
+#include "cpu/decode.hpp"
+#include "cpu/decode_params.hpp"
+#include "cpu/flash_attention.hpp"
+#include "cpu/parallel.hpp"
+
+namespace attn::cpu {
+
+HWY_EXPORT(DecodeScratchFloats);
+HWY_EXPORT(SplitKVDecode);
+HWY_EXPORT(DecodeTargetName);
+
+namespace {
+
+// A growing 64-byte aligned buffer, one per calling thread and purpose, kept
+// for the life of the thread: fresh pages cost a page fault each on first
+// touch, which at these sizes would cost more than the merge itself.
+class Buffer {
+ public:
+  float* floats(int64_t n) {
+    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+    if (bytes > capacity_) {
+      std::free(data_);
+      capacity_ = (bytes + bytes / 8 + 4095) / 4096 * 4096;
+      data_ = std::aligned_alloc(64, capacity_);
+      if (!data_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+    }
+    return static_cast<float*>(data_);
+  }
+  ~Buffer() { std::free(data_); }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+thread_local Buffer t_partials, t_scratch;
+
+// Same choice as the flash kernels (force_simd_target / ATTN_SIMD_TARGET
+// act on both): initialise Highway's chosen target if nobody has yet.
+size_t chosen_index() {
+  (void)current_simd_target();  // reads ATTN_SIMD_TARGET once
+  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
+  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
+  return chosen.GetIndex();
+}
+
+void copy_strides(const Shape& from, int64_t* to, size_t n) {
+  for (size_t i = 0; i < n; ++i) to[i] = from[i];
+}
+
+struct MergeCtx {
+  const DecodeParams* p;
+  float* weights;  // [threads][nsplit]
+};
+
+// Row (b, h, i) of the output: its nsplit chunks merged in chunk order.
+void MergeRow(void* ctx_ptr, int64_t row, int thread) {
+  const MergeCtx& c = *static_cast<const MergeCtx*>(ctx_ptr);
+  const DecodeParams& p = *c.p;
+  const int64_t i = row % p.Lq, h = (row / p.Lq) % p.Hq, b = row / p.Lq / p.Hq;
+  merge_partial_row<float>(p.nsplit, p.Dv, p.part_out + row * p.nsplit * p.Dv, p.Dv, 1, p.part_lse + row * p.nsplit,
+                           1, c.weights + thread * p.nsplit,
+                           p.out + b * p.out_stride[0] + h * p.out_stride[1] + i * p.out_stride[2], p.out_stride[3],
+                           p.lse + b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]);
+}
+
+}  // namespace
+
+int64_t auto_split_keys(int64_t batch, int64_t kv_heads, int64_t max_length) {
+  // Aim at >= 64 items in all (plenty for dynamic scheduling over a few
+  // threads, whatever their number), chunks of 256..1024 keys: long enough
+  // that the merge (S·Dv per row) stays far below the chunk's reads,
+  // short enough that a late thread finds work left.
+  const int64_t heads = std::max<int64_t>(1, batch * kv_heads);
+  const int64_t want_splits = std::max<int64_t>(1, (64 + heads - 1) / heads);
+  const int64_t per_split = (max_length + want_splits - 1) / want_splits;
+  return std::clamp<int64_t>((per_split + 63) / 64 * 64, 256, 1024);
+}
+
+std::string decode_simd_target() { return HWY_DISPATCH_TABLE(DecodeTargetName)[chosen_index()](); }
+
+SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& key_storage,
+                              const Tensor<float>& value_storage, const std::vector<int64_t>& lengths,
+                              const SdpaOptions<float>& o, int64_t split_keys, bool keep_partials,
+                              int64_t page_size, const int64_t* page_table, int64_t page_table_stride) {
+  DecodeParams p;
+  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
+  p.Hkv = key_storage.size(1), p.Dv = value_storage.size(3);
+  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 || (page_size == 0 && key_storage.size(0) != p.B) ||
+      key_storage.size(3) != p.Dk || static_cast<int64_t>(lengths.size()) != p.B || p.Hkv == 0 || p.Hq % p.Hkv)
+    throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + ", key storage " +
+                     shape_str(key_storage.shape()) + " and value storage " + shape_str(value_storage.shape()) +
+                     " do not fit [B, Hq, Lq, Dk], [B, Hkv, capacity, Dk] (unit stride along Dk), "
+                     "[B, Hkv, capacity, Dv] with Hq a multiple of Hkv");
+  p.group = p.Hq / p.Hkv;
+  SplitKVResult r;
+  r.output = Tensor<float>({p.B, p.Hq, p.Lq, p.Dv});
+  r.lse = Tensor<float>({p.B, p.Hq, p.Lq});
+  const int64_t max_length = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
+  p.chunk = split_keys > 0 ? split_keys : auto_split_keys(p.B, p.Hkv, max_length);
+  p.nsplit = std::max<int64_t>(1, (max_length + p.chunk - 1) / p.chunk);
+  if (keep_partials) {
+    r.partial_output = Tensor<float>({p.nsplit, p.B, p.Hq, p.Lq, p.Dv});
+    r.partial_lse = Tensor<float>({p.nsplit, p.B, p.Hq, p.Lq});
+  }
+  if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return r;
+
+  p.q = query.data();
+  copy_strides(query.strides(), p.q_stride, 4);
+  p.k = key_storage.data(), p.v = value_storage.data();
+  copy_strides(key_storage.strides(), p.k_stride, 3);
+  copy_strides(value_storage.strides(), p.v_stride, 3);
+  p.lengths = lengths.data();
+  p.page_size = page_size, p.page_table = page_table, p.page_table_stride = page_table_stride;
+  p.out = r.output.data(), p.lse = r.lse.data();
+  copy_strides(r.output.strides(), p.out_stride, 4);
+  copy_strides(r.lse.strides(), p.lse_stride, 3);
+
+  // The score's ingredients, converted exactly as the reference converts them.
+  const double scale = o.scale ? *o.scale : (p.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(p.Dk)) : 1.0);
+  p.scale = static_cast<float>(scale);
+  p.softcap = static_cast<float>(o.softcap);
+  Tensor<float> alibi;
+  if (o.alibi_slopes.defined()) {
+    alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
+    p.alibi = alibi.data();
+    p.alibi_stride[0] = alibi.stride(0), p.alibi_stride[1] = alibi.stride(1);
+  }
+  if (o.sinks.defined()) p.sinks = o.sinks.data(), p.sinks_stride = o.sinks.stride(0);
+  p.causal = o.is_causal;
+  p.bottom_right = o.causal_alignment == CausalAlignment::BottomRight;
+  p.window_left = o.window_left, p.window_right = o.window_right;
+
+  // Below ~256 KiB of cache to read, waking a second thread costs more than it saves.
+  const double bytes = 4.0 * static_cast<double>(p.B * p.Hkv) * static_cast<double>(max_length) *
+                       static_cast<double>(p.Dk + p.Dv);
+  p.threads = bytes < 262144.0 ? 1 : get_num_threads();
+
+  // Partials [B, Hq, Lq, nsplit, Dv] and [B, Hq, Lq, nsplit]: a row's chunks side by side for the merge.
+  const int64_t rows = p.B * p.Hq * p.Lq;
+  const int64_t part_floats = rows * p.nsplit * p.Dv;
+  float* parts = t_partials.floats(part_floats + rows * p.nsplit + p.threads * p.nsplit);
+  p.part_out = parts;
+  p.part_lse = parts + part_floats;
+  float* weights = p.part_lse + rows * p.nsplit;
+
+  const size_t target = chosen_index();
+  const int64_t per_thread = (HWY_DISPATCH_TABLE(DecodeScratchFloats)[target](p) + 15) / 16 * 16;
+  float* scratch = t_scratch.floats(per_thread * p.threads);
+  HWY_DISPATCH_TABLE(SplitKVDecode)[target](p, scratch);
+
+  MergeCtx mc{&p, weights};
+  parallel_for(rows, p.threads, &MergeRow, &mc);
+
+  if (keep_partials)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t i = row % p.Lq, h = (row / p.Lq) % p.Hq, b = row / p.Lq / p.Hq;
+      for (int64_t c = 0; c < p.nsplit; ++c) {
+        r.partial_lse(c, b, h, i) = p.part_lse[row * p.nsplit + c];
+        for (int64_t x = 0; x < p.Dv; ++x) r.partial_output(c, b, h, i, x) = p.part_out[(row * p.nsplit + c) * p.Dv + x];
+      }
+    }
+  return r;
+}
+
+}  // namespace attn::cpu
+
+#endif  // HWY_ONCE
