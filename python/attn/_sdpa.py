@@ -105,11 +105,14 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                                   _CAPSULE)
                     if out is not None:
                         return from_dlpack(out)
-                elif (is_grad_enabled() and query.ndim == 4 and key.ndim == 4 and value.ndim == 4
-                      and query.shape[0] == key.shape[0] == value.shape[0]
-                      and query.dtype in _FLOAT_DTYPES and key.dtype is query.dtype
-                      and value.dtype is query.dtype):
-                    return _simple_function().apply(query, key, value, is_causal, scale)
+                elif is_grad_enabled():
+                    # The forward runs here, where the core can still say "not the common
+                    # case"; the autograd node then only wraps its results.
+                    q, k, v = query.detach(), key.detach(), value.detach()  # exportable views
+                    results = _simple(to_dlpack(q), to_dlpack(k), to_dlpack(v), is_causal, scale, True,
+                                      _CAPSULE)
+                    if results is not None:
+                        return _simple_function().apply(query, key, value, q, k, v, results, is_causal, scale)
 
     # torch is optional and never imported here: a torch tensor means the caller imported it.
     torch = _modules.get("torch")
@@ -196,17 +199,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 _simple = _core.sdpa_forward_simple
 _NUMPY, _CAPSULE = 0, 2
 _fast_torch = None  # (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
-_FLOAT_DTYPES = ()
 
 
 def _init_fast_torch():
     """Looks torch's functions up once, when the program has imported torch
     (module attribute lookups cost ~50 ns each per call otherwise)."""
-    global _fast_torch, _FLOAT_DTYPES
+    global _fast_torch
     torch = _modules.get("torch")
     if torch is None:
         return False
-    _FLOAT_DTYPES = (torch.float32, torch.float64)
     _fast_torch = (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
     return True
 
@@ -227,12 +228,13 @@ def _simple_function():
 
         class _SdpaSimpleFunction(torch.autograd.Function):
             @staticmethod
-            def forward(ctx, q, k, v, is_causal, scale):
-                q, k, v = q.detach(), k.detach(), v.detach()  # requires_grad tensors cannot be exported
-                out, lse = _simple(to_dlpack(q), to_dlpack(k), to_dlpack(v), is_causal, scale, True, _CAPSULE)
-                out = from_dlpack(out)
+            def forward(ctx, query, key, value, q, k, v, results, is_causal, scale):
+                # query, key, value: the caller's tensors (the graph's inputs);
+                # q, k, v: their detached views, which DLPack can export;
+                # results: the (output, lse) capsules the core computed from them.
+                out = from_dlpack(results[0])
                 ctx.save_for_backward(q, k, v, out)
-                ctx.lse = from_dlpack(lse)
+                ctx.lse = from_dlpack(results[1])
                 ctx.is_causal, ctx.scale = is_causal, scale
                 return out
 
@@ -243,7 +245,7 @@ def _simple_function():
                 dq, dk, dv = _core.sdpa_backward_simple(
                     to_dlpack(grad_output.detach()), to_dlpack(q), to_dlpack(k), to_dlpack(v), to_dlpack(out),
                     to_dlpack(ctx.lse), ctx.is_causal, ctx.scale, _CAPSULE)
-                return from_dlpack(dq), from_dlpack(dk), from_dlpack(dv), None, None
+                return from_dlpack(dq), from_dlpack(dk), from_dlpack(dv), None, None, None, None, None, None
 
         _SIMPLE_FUNCTION = _SdpaSimpleFunction
     return _SIMPLE_FUNCTION
