@@ -27,6 +27,8 @@ Parameters are numpy views of the layer's storage (no copy; writes change the
 layer); ``torch.from_numpy(layer.weight)`` shares them with torch.
 """
 
+import weakref
+
 import numpy as np
 
 from . import _core
@@ -303,14 +305,20 @@ def _layer_function():
         class _LayerFunction(torch.autograd.Function):
             @staticmethod
             def forward(ctx, layer, x):
-                ctx.layer = layer
+                # A weak reference: the output's graph must not keep the layer
+                # (and its C++ object) alive; the layer does that itself.
+                ctx.layer = weakref.ref(layer)
                 return layer._impl.forward(x.detach(), TORCH)
 
             @staticmethod
             @torch.autograd.function.once_differentiable
             def backward(ctx, grad_output):
                 # dL/dx back to torch; dL/dW accumulates inside the layer
-                return None, ctx.layer._impl.backward(grad_output, TORCH)
+                layer = ctx.layer()
+                if layer is None:
+                    raise RuntimeError("attn.nn: backward through a layer that no longer exists; keep the "
+                                       "layer (it holds what forward saved and the parameter gradients)")
+                return None, layer._impl.backward(grad_output, TORCH)
 
         _LAYER_FUNCTION = _LayerFunction
     return _LAYER_FUNCTION

@@ -385,3 +385,10 @@ def test_bad_constructor_arguments_and_grad_shape_raise():
         layer.backward(np.zeros((1, 4, 3), np.float32))  # not the output's shape
     with pytest.raises(TypeError):
         layer(np.zeros((1, 4, 3), np.int64))
+
+
+def test_autograd_graph_does_not_keep_the_layer_alive():
+    x = torch.randn(1, 3, 3, requires_grad=True)
+    y = attn.nn.SelfAttention_v2(3, 2)(x)  # the layer is gone after this line
+    with pytest.raises(RuntimeError, match="no longer exists"):
+        y.sum().backward()
