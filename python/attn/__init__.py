@@ -8,9 +8,11 @@ differentiable when they require grad (so it can replace
 torch.nn.functional.scaled_dot_product_attention inside a model).
 
 Also: attn.nn.Linear and attn.nn.MultiheadAttention (torch's names, state_dict
-and initialisation), attn.manual_seed / rand / randn (torch's CPU draws, bit
-for bit), safetensors load/save, the lecture notes' simplified self-attention,
-and ``python -m attn demo``.
+and initialisation), the lecture notes' layers attn.nn.SelfAttention_v1/_v2,
+CausalAttention, MultiHeadAttentionWrapper and MultiHeadAttention,
+attn.manual_seed / rand / randn (torch's CPU draws, bit for bit), safetensors
+load/save, the lecture notes' simplified self-attention, and
+``python -m attn demo``.
 """
 
 import numpy as _np

@@ -81,6 +81,39 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         shape or value seen and what was expected; TypeError for a wrong type,
         dtype or a mix of torch tensors and numpy arrays.
     """
+    # The common call, taken first and fast: no mask and none of the extras.
+    # Each check below costs tens of ns; the general route further down costs
+    # µs (see bench/results/python-overhead.md). The core's lean entry checks
+    # the rest (rank 4, one batch size, float32/float64) and returns None when
+    # the call is not that case; the general route then handles or reports it.
+    if (attn_mask is None and dropout_p == 0.0 and type(is_causal) is bool
+            and (scale is None or type(scale) is float) and enable_gqa is False and window is None
+            and alibi_slopes is None and softcap == 0.0 and sinks is None and dropout_seed is None
+            and return_lse is False and return_weights is False and causal_alignment == "top_left"):
+        tq = type(query)
+        if tq is _ndarray:
+            if type(key) is _ndarray and type(value) is _ndarray:
+                out = _simple(query, key, value, is_causal, scale, False, _NUMPY)
+                if out is not None:
+                    return out
+        elif _fast_torch is not None or _init_fast_torch():
+            Tensor, to_dlpack, from_dlpack, is_grad_enabled = _fast_torch
+            if (tq is Tensor and type(key) is Tensor and type(value) is Tensor
+                    and query.is_cpu and key.is_cpu and value.is_cpu):
+                if not (query.requires_grad or key.requires_grad or value.requires_grad):
+                    out = _simple(to_dlpack(query), to_dlpack(key), to_dlpack(value), is_causal, scale, False,
+                                  _CAPSULE)
+                    if out is not None:
+                        return from_dlpack(out)
+                elif is_grad_enabled():
+                    # The forward runs here, where the core can still say "not the common
+                    # case"; the autograd node then only wraps its results.
+                    q, k, v = query.detach(), key.detach(), value.detach()  # exportable views
+                    results = _simple(to_dlpack(q), to_dlpack(k), to_dlpack(v), is_causal, scale, True,
+                                      _CAPSULE)
+                    if results is not None:
+                        return _simple_function().apply(query, key, value, q, k, v, results, is_causal, scale)
+
     # torch is optional and never imported here: a torch tensor means the caller imported it.
     torch = _modules.get("torch")
     is_torch = torch is not None and isinstance(query, torch.Tensor)
@@ -161,6 +194,61 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if return_weights:
         result += (weights,)
     return result
+
+
+_simple = _core.sdpa_forward_simple
+_NUMPY, _CAPSULE = 0, 2
+_fast_torch = None  # (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
+
+
+def _init_fast_torch():
+    """Looks torch's functions up once, when the program has imported torch
+    (module attribute lookups cost ~50 ns each per call otherwise)."""
+    global _fast_torch
+    torch = _modules.get("torch")
+    if torch is None:
+        return False
+    _fast_torch = (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
+    return True
+
+
+_SIMPLE_FUNCTION = None
+
+
+def _simple_function():
+    """The autograd Function of the common call (no mask, no extras): like
+    _SdpaFunction with fewer things to carry. It returns the output only; the
+    log-sum-exp the backward needs rides on ctx (it is no output, so no
+    mark_non_differentiable and no reference cycle)."""
+    global _SIMPLE_FUNCTION
+    if _SIMPLE_FUNCTION is None:
+        import torch
+
+        to_dlpack, from_dlpack = torch.to_dlpack, torch._C._from_dlpack
+
+        class _SdpaSimpleFunction(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, query, key, value, q, k, v, results, is_causal, scale):
+                # query, key, value: the caller's tensors (the graph's inputs);
+                # q, k, v: their detached views, which DLPack can export;
+                # results: the (output, lse) capsules the core computed from them.
+                out = from_dlpack(results[0])
+                ctx.save_for_backward(q, k, v, out)
+                ctx.lse = from_dlpack(results[1])
+                ctx.is_causal, ctx.scale = is_causal, scale
+                return out
+
+            @staticmethod
+            @torch.autograd.function.once_differentiable
+            def backward(ctx, grad_output):
+                q, k, v, out = ctx.saved_tensors
+                dq, dk, dv = _core.sdpa_backward_simple(
+                    to_dlpack(grad_output.detach()), to_dlpack(q), to_dlpack(k), to_dlpack(v), to_dlpack(out),
+                    to_dlpack(ctx.lse), ctx.is_causal, ctx.scale, _CAPSULE)
+                return from_dlpack(dq), from_dlpack(dk), from_dlpack(dv), None, None, None, None, None, None
+
+        _SIMPLE_FUNCTION = _SdpaSimpleFunction
+    return _SIMPLE_FUNCTION
 
 
 def _dl(t, to_dlpack):

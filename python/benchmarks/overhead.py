@@ -8,6 +8,9 @@ For each shape it times (best of several timeit repeats, one thread):
   * attn/torch, attn/numpy   attn.scaled_dot_product_attention on the same data
   * attn/torch+grad          the same with requires_grad inputs (autograd.Function, forward only)
   * core    attn._core.sdpa_forward on numpy arrays: the nanobind boundary without the Python wrapper
+            (the general entry, 17 arguments)
+  * lean    attn._core.sdpa_forward_simple on numpy arrays: the entry the common call takes
+  * +bwd    forward and backward (out.backward(g)) with requires_grad inputs, attn and torch
   * C++     the library's function called in a C++ loop (attn._core.time_sdpa_forward)
 The binding's overhead is a Python call minus the C++ call: what Python,
 nanobind and the array hand-over add. At large shapes it should vanish
@@ -58,6 +61,20 @@ def measure(B, H, L, d, causal, slice_time, repeats):
         "attn/torch+grad": timed(lambda: attn.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),
         "torch+grad": timed(lambda: F.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),
     }
+    # the lean entry (absent from builds before it; lets this script time an older build too)
+    lean = getattr(_core, "sdpa_forward_simple", None)
+    out["lean"] = timed(lambda: lean(q, k, v, causal, None, False, 0)) if lean else float("nan")
+    g = torch.from_numpy(rng.standard_normal((B, H, L, d)).astype(np.float32))
+
+    def fwd_bwd(sdpa):
+        def run():
+            for t in (gq, gk, gv):
+                t.grad = None
+            sdpa(gq, gk, gv, is_causal=causal).backward(g)
+        return run
+
+    out["attn/fwd+bwd"] = timed(fwd_bwd(attn.scaled_dot_product_attention))
+    out["torch/fwd+bwd"] = timed(fwd_bwd(F.scaled_dot_product_attention))
     reps = max(1, int(slice_time / max(_core.time_sdpa_forward(q, k, v, causal, 1), 1e-9)))
     out["C++"] = min(_core.time_sdpa_forward(q, k, v, causal, reps) for _ in range(repeats))
     return out
@@ -74,16 +91,19 @@ def main():
     print(f"attn {attn.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
           f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, "
           f"1 thread, thread CPU time, best of {repeats} slices of {slice_time * 1e3:.0f} ms\n")
-    print("| B, H, L, d, causal | C++ call | core binding | attn (numpy) | attn (torch) | torch SDPA | "
-          "attn (torch, grad) | torch SDPA (grad) | overhead numpy / torch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| B, H, L, d, causal | C++ call | core (general) | core (lean) | attn (numpy) | attn (torch) | "
+          "torch SDPA | attn (grad) | torch SDPA (grad) | attn fwd+bwd | torch fwd+bwd | "
+          "overhead numpy / torch / grad |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for B, H, L, d, causal in shapes:
         r = measure(B, H, L, d, causal, slice_time, repeats)
         us = {key: value * 1e6 for key, value in r.items()}
         f = (lambda x: f"{x:.1f} µs") if us["C++"] < 1000 else (lambda x: f"{x / 1e3:.2f} ms")
-        print(f"| {B}, {H}, {L}, {d}, {causal} | {f(us['C++'])} | {f(us['core'])} | {f(us['attn/numpy'])} | "
-              f"{f(us['attn/torch'])} | {f(us['torch'])} | {f(us['attn/torch+grad'])} | "
-              f"{f(us['torch+grad'])} | {f(us['attn/numpy'] - us['C++'])} / {f(us['attn/torch'] - us['C++'])} |")
+        print(f"| {B}, {H}, {L}, {d}, {causal} | {f(us['C++'])} | {f(us['core'])} | {f(us['lean'])} | "
+              f"{f(us['attn/numpy'])} | {f(us['attn/torch'])} | {f(us['torch'])} | {f(us['attn/torch+grad'])} | "
+              f"{f(us['torch+grad'])} | {f(us['attn/fwd+bwd'])} | {f(us['torch/fwd+bwd'])} | "
+              f"{f(us['attn/numpy'] - us['C++'])} / {f(us['attn/torch'] - us['C++'])} / "
+              f"{f(us['attn/torch+grad'] - us['C++'])} |")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ namespace nb = nanobind;
 /// Any CPU array, any dtype, any strides, read-only is fine.
 using Array = nb::ndarray<nb::ro, nb::device::cpu>;
 
-/// Which Python type outputs are made of.
-enum class Framework { NumPy = 0, Torch = 1 };
+/// Which Python type outputs are made of. Capsule: a bare DLPack capsule,
+/// which the Python side turns into a torch tensor with
+/// torch._C._from_dlpack (cheaper than nanobind's torch export, which goes
+/// through torch.utils.dlpack.from_dlpack and __dlpack__ negotiation).
+enum class Framework { NumPy = 0, Torch = 1, Capsule = 2 };
 
 /// "float32", "int64", "bool", ... for messages.
 std::string dtype_name(nb::dlpack::dtype dt);
@@ -88,6 +91,8 @@ nb::object to_python(const Tensor<T>& t, Framework fw) {
   nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<Tensor<T>*>(p); });
   if (fw == Framework::Torch)
     return nb::ndarray<nb::pytorch, T>(keep->data(), nd, shape.data(), owner, strides.data()).cast();
+  if (fw == Framework::Capsule)
+    return nb::ndarray<T>(keep->data(), nd, shape.data(), owner, strides.data()).cast();
   return nb::ndarray<nb::numpy, T>(keep->data(), nd, shape.data(), owner, strides.data()).cast();
 }
 

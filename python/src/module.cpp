@@ -32,6 +32,7 @@ namespace attn::python {
 
 void bind_sdpa(nb::module_& m);
 void bind_layers(nb::module_& m);
+void bind_notes_layers(nb::module_& m);
 void bind_io(nb::module_& m);
 
 std::string dtype_name(nb::dlpack::dtype dt) {
@@ -137,5 +138,6 @@ NB_MODULE(_core, m) {
 
   bind_sdpa(m);
   bind_layers(m);
+  bind_notes_layers(m);
   bind_io(m);
 }
