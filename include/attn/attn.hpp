@@ -4,6 +4,7 @@
 #include "attn/additive_attention.hpp"
 #include "attn/causal_attention.hpp"
 #include "attn/cross_attention.hpp"
+#include "attn/embedding.hpp"
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
 #include "attn/linear.hpp"
