@@ -88,3 +88,50 @@ attn_cli_test(demo_help_lists_options "-DARGS=demo --help" -DEXPECT_EXIT=0
 add_test(NAME attn_cli.demo_plot_png COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:attn_cli>
          "-DARGS=demo --plot ${CMAKE_CURRENT_BINARY_DIR}/demo_plot.png" -DFILE=${CMAKE_CURRENT_BINARY_DIR}/demo_plot.png
          -DWIDTH=900 -DHEIGHT=720 -P ${CMAKE_CURRENT_SOURCE_DIR}/check_image.cmake)
+
+# ---- attn train ----------------------------------------------------------------
+# A short seeded run must learn the task: >= 95% on the sentences it trains on
+# and >= 90% on the 128 held-out ones (2 templates x 8 (animal, object) pairs x
+# 8 adjectives). Chance is 1/8 among the nouns of the right kind, 1/16 among all.
+set(train_dir ${CMAKE_CURRENT_BINARY_DIR}/train_test)
+attn_cli_test(train_short_run_learns "-DARGS=train --steps 150 --seed 0 --out-dir ${train_dir}" -DEXPECT_EXIT=0
+  "-DEXPECT1=trained sentences (9[5-9]|100)\\.[0-9]% \\([0-9]+/896\\)"
+  "-DEXPECT2=held-out sentences (9[0-9]|100)\\.[0-9]% \\([0-9]+/128\\)"
+  "-DEXPECT3=\"the cat sat on the mat because it was warm\" -> mat\n"
+  "-DEXPECT4=step 150/150 +loss [0-9.]+ +[0-9]+ tokens/s")     # the progress line (stderr is not a terminal here)
+attn_cli_test(train_json "-DARGS=train --steps 20 --seed 3 --json --out-dir ${train_dir}" -DEXPECT_EXIT=0
+  "-DJSON_EXPECT1=steps=20" "-DJSON_EXPECT2=seed=3" "-DJSON_EXPECT3=heldout_sentences=128"
+  "-DJSON_EXPECT4=heads=2" "-DJSON_EXPECT5=parameters=6463")   # 31x32 + 10x32 + 3x32x32 + 32x32+32 + 32x31+31
+# The pictures: the loss curve, and the learned attention (2 heads: heatmap.cpp's 2-panel size).
+add_test(NAME attn_cli.train_attention_png COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:attn_cli>
+         "-DARGS=train --steps 5 --out-dir ${train_dir}_png" -DFILE=${train_dir}_png/attention.png
+         -DWIDTH=1090 -DHEIGHT=558 -P ${CMAKE_CURRENT_SOURCE_DIR}/check_image.cmake)
+add_test(NAME attn_cli.train_loss_png COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:attn_cli>
+         "-DARGS=train --steps 5 --out-dir ${train_dir}_loss" -DFILE=${train_dir}_loss/loss.png
+         -DWIDTH=800 -DHEIGHT=480 -P ${CMAKE_CURRENT_SOURCE_DIR}/check_image.cmake)
+attn_cli_test(train_zero_steps "-DARGS=train --steps 0" -DEXPECT_EXIT=2 "-DEXPECT1=--steps")
+attn_cli_test(train_heads_must_divide "-DARGS=train --d-model 10 --heads 3" -DEXPECT_EXIT=2
+  "-DEXPECT1=--d-model 10 is not divisible by --heads 3")
+attn_cli_test(train_bad_number "-DARGS=train --seed abc" -DEXPECT_EXIT=2 "-DEXPECT1=--seed")
+attn_cli_test(train_help "-DARGS=train --help" -DEXPECT_EXIT=0 "-DEXPECT1=--steps" "-DEXPECT2=--out-dir" "-DEXPECT3=--json")
+
+# ---- attn bench ----------------------------------------------------------------
+# FLOPs by hand: 4 x B x H x Lq x Lk x D = 4 x 1 x 2 x 16 x 16 x 8 = 16384; causal
+# half; backward 2.5x.
+attn_cli_test(bench_text "-DARGS=bench --batch 1 --heads 2 --len 16 --dim 8 --repeats 2" -DEXPECT_EXIT=0
+  "-DEXPECT1=B=1 H=2 Hkv=2 Lq=16 Lk=16 D=8" "-DEXPECT2=path: reference"
+  "-DEXPECT3=\n  forward +[0-9]+\\.[0-9]+ +[0-9]+\\.[0-9]+ +[0-9]+\\.[0-9]+\n"
+  "-DEXPECT4=\n  backward +[0-9]+\\.[0-9]+ +[0-9]+\\.[0-9]+ +[0-9]+\\.[0-9]+\n")
+attn_cli_test(bench_json_flops "-DARGS=bench --batch 1 --heads 2 --len 16 --dim 8 --repeats 1 --json" -DEXPECT_EXIT=0
+  "-DJSON_EXPECT1=forward/flops=16384" "-DJSON_EXPECT2=backward/flops=40960" "-DJSON_EXPECT3=shape/kv_heads=2")
+attn_cli_test(bench_causal_gqa_json
+  "-DARGS=bench --batch 2 --heads 4 --kv-heads 2 --q-len 8 --k-len 32 --dim 4 --causal --dtype double --repeats 1 --json"
+  -DEXPECT_EXIT=0
+  "-DJSON_EXPECT1=forward/flops=16384"    # 4 x 2 x 4 x 8 x 32 x 4 = 32768, / 2 causal
+  "-DJSON_EXPECT2=backward/flops=40960" "-DJSON_EXPECT3=shape/q_len=8" "-DJSON_EXPECT4=shape/k_len=32")
+attn_cli_test(bench_kv_heads_must_divide "-DARGS=bench --heads 4 --kv-heads 3" -DEXPECT_EXIT=2
+  "-DEXPECT1=--kv-heads 3 must divide --heads 4")
+attn_cli_test(bench_bad_dtype "-DARGS=bench --dtype half" -DEXPECT_EXIT=2 "-DEXPECT1=--dtype")
+attn_cli_test(bench_zero_len "-DARGS=bench --len 0" -DEXPECT_EXIT=2 "-DEXPECT1=--len")
+attn_cli_test(bench_too_big "-DARGS=bench --batch 1000 --heads 1000 --len 100000" -DEXPECT_EXIT=2 "-DEXPECT1=at most 2 G")
+attn_cli_test(bench_help "-DARGS=bench --help" -DEXPECT_EXIT=0 "-DEXPECT1=--kv-heads" "-DEXPECT2=--causal" "-DEXPECT3=--threads")

@@ -47,6 +47,7 @@
 #include <attn/tensor.hpp>
 
 #include "command.hpp"
+#include "heatmap.hpp"
 #include "print.hpp"
 #include "words.hpp"
 
@@ -451,4 +452,18 @@ Run setup_heatmap(CLI::App& sub) {
 const Register kHeatmap{{"heatmap", "Draw attention weights as a heatmap (PNG or SVG), one panel per head", setup_heatmap}};
 
 }  // namespace
+
+void draw_attention_heatmap(const std::vector<std::string>& tokens, const std::vector<Tensor<float>>& panels,
+                            const std::vector<std::string>& panel_titles, const std::string& title,
+                            const std::string& subtitle, bool causal, const std::string& path) {
+  Heatmap h;
+  h.tokens = tokens;
+  h.panels = panels;
+  h.panel_titles = panel_titles;
+  h.title = title;
+  h.subtitle = subtitle;
+  h.causal = causal;
+  render(h, path, ends_with(path, ".svg"));
+}
+
 }  // namespace attn::cli
