@@ -153,7 +153,7 @@ struct Model {
 
   // ids [B, L] → logits [B, V] at the last position.
   Tensor<float> forward(const Tensor<int64_t>& ids) {
-    const int64_t B = ids.size(0), D = tok.embedding_dim();
+    const int64_t B = ids.size(0);
     Tensor<int64_t> positions({B, kLen});
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < kLen; ++t) positions(b, t) = t;
@@ -163,7 +163,6 @@ struct Model {
     const Tensor<float> a = mha.forward(x);                    // [B, L, D]
     h = x.clone();
     for (int64_t i = 0; i < h.numel(); ++i) h.flat(i) += a.flat(i);
-    (void)D;
     return head.forward(h.select(1, kLen - 1));                // [B, V]
   }
 
@@ -247,7 +246,9 @@ class Progress {
   bool tty_, quiet_;
 };
 
-// The loss per step (light) and its 20-step running mean (dark), PNG 800×480.
+// The loss per step (light) and its 20-step running mean (dark), PNG 800×480,
+// on a logarithmic axis: the loss falls by decades once the task is learned,
+// which a linear axis would flatten into a line on zero.
 void draw_loss_curve(const std::vector<float>& losses, const std::string& path, const std::string& subtitle) {
   const int W = 800, H = 480;
   const double x0 = 80, x1 = W - 30, y0 = 70, y1 = H - 60;  // plot area
@@ -255,26 +256,31 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
   cairo_t* cr = cairo_create(s);
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
-  float top = 0;
-  for (float l : losses) top = std::max(top, std::isfinite(l) ? l : 0.0f);
-  const double ymax = std::max(0.5, std::ceil(top * 2.0) / 2.0);  // up to the next 0.5
+  double top = 1e-30, bottom = 1e30;
+  for (float l : losses)
+    if (std::isfinite(l) && l > 0) top = std::max(top, static_cast<double>(l)), bottom = std::min(bottom, static_cast<double>(l));
+  // Whole decades, at least 10^-4 .. 10^1, at most 8 decades below the top.
+  const int dtop = std::max(1, static_cast<int>(std::ceil(std::log10(top) - 1e-9)));
+  const int dbot = std::clamp(static_cast<int>(std::floor(std::log10(bottom))), dtop - 8, -4);
   const size_t n = losses.size();
   auto X = [&](double i) { return x0 + (x1 - x0) * (n > 1 ? i / static_cast<double>(n - 1) : 0.0); };
-  auto Y = [&](double l) { return y1 - (y1 - y0) * std::clamp(l / ymax, 0.0, 1.0); };
+  auto Y = [&](double l) {
+    const double e = std::clamp(std::log10(std::max(l, 1e-30)), static_cast<double>(dbot), static_cast<double>(dtop));
+    return y1 - (y1 - y0) * (e - dbot) / (dtop - dbot);
+  };
   cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(cr, 12);
-  // grid and y ticks
-  const double ystep = ymax > 2 ? 0.5 : 0.25;
-  for (double t = 0; t <= ymax + 1e-9; t += ystep) {
+  // grid and y ticks, one per decade
+  for (int d = dbot; d <= dtop; ++d) {
     cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-    cairo_move_to(cr, x0, Y(t));
-    cairo_line_to(cr, x1, Y(t));
+    cairo_move_to(cr, x0, Y(std::pow(10.0, d)));
+    cairo_line_to(cr, x1, Y(std::pow(10.0, d)));
     cairo_stroke(cr);
     cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-    const std::string lab = num(t, 2);
+    const std::string lab = d >= 0 ? num(std::pow(10.0, d), 0) : d >= -3 ? num(std::pow(10.0, d), -d) : "1e" + std::to_string(d);
     cairo_text_extents_t e;
     cairo_text_extents(cr, lab.c_str(), &e);
-    cairo_move_to(cr, x0 - 8 - e.x_advance, Y(t) + 4);
+    cairo_move_to(cr, x0 - 8 - e.x_advance, Y(std::pow(10.0, d)) + 4);
     cairo_show_text(cr, lab.c_str());
   }
   // x ticks: 5 steps
@@ -290,9 +296,9 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
   cairo_move_to(cr, (x0 + x1) / 2 - 15, y1 + 40);
   cairo_show_text(cr, "step");
   cairo_save(cr);
-  cairo_move_to(cr, 22, (y0 + y1) / 2 + 40);
+  cairo_move_to(cr, 22, (y0 + y1) / 2 + 80);
   cairo_rotate(cr, -M_PI / 2);
-  cairo_show_text(cr, "cross-entropy loss");
+  cairo_show_text(cr, "cross-entropy loss (log scale)");
   cairo_restore(cr);
   // axes
   cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
@@ -301,19 +307,16 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
   cairo_line_to(cr, x0, y1);
   cairo_line_to(cr, x1, y1);
   cairo_stroke(cr);
-  // ln(8) line: guessing among the 8 candidates of the right class
-  const double guess = std::log(8.0);
-  if (guess < ymax) {
-    const double dash[] = {4, 4};
-    cairo_set_dash(cr, dash, 2, 0);
-    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
-    cairo_move_to(cr, x0, Y(guess));
-    cairo_line_to(cr, x1, Y(guess));
-    cairo_stroke(cr);
-    cairo_set_dash(cr, nullptr, 0, 0);
-    cairo_move_to(cr, x1 - 190, Y(guess) - 6);
-    cairo_show_text(cr, "ln 8: a guess among 8 nouns");
-  }
+  // ln(8): guessing among the 8 nouns of the right kind
+  const double guess = std::log(8.0), dash[] = {4, 4};
+  cairo_set_dash(cr, dash, 2, 0);
+  cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+  cairo_move_to(cr, x0, Y(guess));
+  cairo_line_to(cr, x1, Y(guess));
+  cairo_stroke(cr);
+  cairo_set_dash(cr, nullptr, 0, 0);
+  cairo_move_to(cr, x0 + 330, Y(guess) - 6);
+  cairo_show_text(cr, "ln 8: a guess among 8 nouns");
   // the raw loss, then its running mean
   cairo_set_line_width(cr, 1);
   cairo_set_source_rgb(cr, 0.65, 0.75, 0.9);
@@ -330,6 +333,19 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
     (i ? cairo_line_to : cairo_move_to)(cr, X(static_cast<double>(i)), Y(mean));
   }
   cairo_stroke(cr);
+  // legend
+  cairo_set_font_size(cr, 12);
+  cairo_set_source_rgb(cr, 0.65, 0.75, 0.9);
+  cairo_rectangle(cr, x0 + 20, y1 - 46, 22, 3);
+  cairo_fill(cr);
+  cairo_set_source_rgb(cr, 0.05, 0.3, 0.7);
+  cairo_rectangle(cr, x0 + 20, y1 - 28, 22, 3);
+  cairo_fill(cr);
+  cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+  cairo_move_to(cr, x0 + 50, y1 - 40);
+  cairo_show_text(cr, "loss of each step's batch");
+  cairo_move_to(cr, x0 + 50, y1 - 22);
+  cairo_show_text(cr, "mean of the last 20 steps");
   // title
   cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
   cairo_select_font_face(cr, "DejaVu Sans", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
