@@ -682,7 +682,7 @@ void write_plot(const Walkthrough& w, const std::string& path) {
   p.arrows.push_back({{w.z_query(0), w.z_query(1), w.z_query(2)}, "z: context of \"" + q + "\"", Plot3D::kContext});
   p.highlight = static_cast<int>(w.query);
   p.legend = {"embedding x(i) of a word", "context vector z of \"" + q + "\" (simplified attention)"};
-  render_plot3d(p, path);
+  plot3d_renderer()(p, path);
 }
 
 int usage(const std::string& what) {
@@ -712,6 +712,8 @@ Run setup_demo(CLI::App& sub) {
       if (static_cast<int64_t>(words.size()) > kMaxWords)
         return usage("--text has " + std::to_string(words.size()) + " words; at most " + std::to_string(kMaxWords));
     }
+    if (!opt->plot.empty() && plot3d_renderer() == nullptr)
+      return usage("--plot: this build of the demo has no picture support (cairo); use the attn command");
     if (!opt->plot.empty()) {
       const std::string lp = lower_case(opt->plot);
       if (lp.size() < 4 || lp.substr(lp.size() - 4) != ".png")

@@ -312,6 +312,9 @@ void draw(cairo_t* cr, const Plot3D& plot) {
 
 }  // namespace
 
+// Makes render_plot3d reachable from demo.cpp through plot3d_renderer().
+static const bool kPlot3DRegistered = (plot3d_renderer() = &render_plot3d, true);
+
 void render_plot3d(const Plot3D& plot, const std::string& path) {
   cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, kWidth, kHeight);
   cairo_t* cr = cairo_create(surface);

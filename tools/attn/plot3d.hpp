@@ -26,4 +26,13 @@ struct Plot3D {
 /// Writes `plot` as a PNG (900×720). Throws attn::IOError if cairo cannot write it.
 void render_plot3d(const Plot3D& plot, const std::string& path);
 
+/// render_plot3d when plot3d.cpp is linked in (it sets this from a static
+/// initialiser), else null: the Python module compiles demo.cpp without cairo
+/// (python/CMakeLists.txt), and its `python -m attn demo --plot` then says so.
+using Plot3DRenderer = void (*)(const Plot3D&, const std::string&);
+inline Plot3DRenderer& plot3d_renderer() {
+  static Plot3DRenderer renderer = nullptr;
+  return renderer;
+}
+
 }  // namespace attn::cli
