@@ -135,3 +135,4 @@ attn_cli_test(bench_bad_dtype "-DARGS=bench --dtype half" -DEXPECT_EXIT=2 "-DEXP
 attn_cli_test(bench_zero_len "-DARGS=bench --len 0" -DEXPECT_EXIT=2 "-DEXPECT1=--len")
 attn_cli_test(bench_too_big "-DARGS=bench --batch 1000 --heads 1000 --len 100000" -DEXPECT_EXIT=2 "-DEXPECT1=at most 2 G")
 attn_cli_test(bench_help "-DARGS=bench --help" -DEXPECT_EXIT=0 "-DEXPECT1=--kv-heads" "-DEXPECT2=--causal" "-DEXPECT3=--threads")
+attn_cli_test(help_lists_train_and_bench "-DARGS=--help" -DEXPECT_EXIT=0 "-DEXPECT1=\n  bench +Time SDPA" "-DEXPECT2=\n  train +Train a small")
