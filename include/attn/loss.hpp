@@ -39,4 +39,13 @@ class CrossEntropyLoss {
   Tensor<int64_t> target_;   // [N]
 };
 
+/// F.cross_entropy(logits, targets) as a function: CrossEntropyLoss<T>{}.forward.
+template <class T>
+T cross_entropy(const Tensor<T>& logits, const Tensor<int64_t>& targets);
+
+/// dL/dlogits [N, C] of cross_entropy(logits, targets), scaled by grad_loss
+/// (dL/dloss from further up; 1 when the loss is the final objective).
+template <class T>
+Tensor<T> cross_entropy_backward(const Tensor<T>& logits, const Tensor<int64_t>& targets, T grad_loss = T(1));
+
 }  // namespace attn

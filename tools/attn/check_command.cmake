@@ -1,18 +1,24 @@
 # check_command.cmake — run a command, check its exit code and its output.
 #
-#   cmake -DEXE=path/to/attn "-DARGS=demo --json" -DEXPECT_EXIT=0
+#   cmake -DEXE=path/to/attn "-DARGS=demo --json" [-DINPUT=file] -DEXPECT_EXIT=0
 #         "-DEXPECT1=regex" ... "-DEXPECT9=regex"
 #         "-DJSON_EXPECT1=path/to/key=0.4419" ... -P check_command.cmake
 #
+# INPUT: a file to use as the command's stdin (default: cmake's own stdin).
 # EXPECTn: a CMake regex that must match stdout+stderr (each one separately,
 # unlike PASS_REGULAR_EXPRESSION, where any one match is enough).
 # JSON_EXPECTn: "a/1/b=value": the stdout parsed as JSON, the element at that
 # path (object keys and array indices, '/'-separated) must equal `value` within
-# 5e-5 (the notes print 4 decimals), or be null when value is "null".
+# 5e-5 (the notes print 4 decimals), be null when value is "null", or equal it
+# exactly when the element is a string.
 cmake_minimum_required(VERSION 3.25)
 
 separate_arguments(args UNIX_COMMAND "${ARGS}")
-execute_process(COMMAND ${EXE} ${args}
+set(input "")
+if(DEFINED INPUT)
+  set(input INPUT_FILE "${INPUT}")
+endif()
+execute_process(COMMAND ${EXE} ${args} ${input}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(all "${out}${err}")
 set(failures "")
@@ -48,7 +54,10 @@ function(to_micro str outvar)
     return()
   endif()
   string(SUBSTRING "${frac}" 0 6 frac)
-  string(REGEX REPLACE "^0+([0-9])" "\\1" frac "${frac}")
+  # Leading zeros off ("090628" -> "90628"), or math() would read octal-ish
+  # garbage. Not REGEX REPLACE: CMake re-applies "^" after each replacement.
+  string(REGEX MATCH "^0*([0-9]+)$" _ "${frac}")
+  set(frac "${CMAKE_MATCH_1}")
   math(EXPR v "${int} * 1000000 + ${frac}")
   set(${outvar} "${sign}${v}" PARENT_SCOPE)
 endfunction()
@@ -70,6 +79,12 @@ foreach(n RANGE 1 9)
   if(want STREQUAL "null")
     if(NOT type STREQUAL "NULL")
       string(APPEND failures "JSON ${path} = ${got} (${type}), expected null\n")
+    endif()
+    continue()
+  endif()
+  if(type STREQUAL "STRING")  # strings compare exactly
+    if(NOT got STREQUAL want)
+      string(APPEND failures "JSON ${path} = '${got}', expected '${want}'\n")
     endif()
     continue()
   endif()

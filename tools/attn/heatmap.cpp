@@ -47,7 +47,9 @@
 #include <attn/tensor.hpp>
 
 #include "command.hpp"
+#include "heatmap.hpp"
 #include "print.hpp"
+#include "words.hpp"
 
 namespace attn::cli {
 namespace {
@@ -72,47 +74,13 @@ struct Heatmap {
 
 // ---- the weights ----------------------------------------------------------------
 
-// The notes' sentence and 3-d embeddings (the same as `attn demo`'s inputs).
-const std::vector<std::string> kWords = {"Your", "journey", "starts", "with", "one", "step"};
-const float kEmbeddings[6][3] = {{0.43f, 0.15f, 0.89f}, {0.55f, 0.87f, 0.66f}, {0.57f, 0.85f, 0.64f},
-                                 {0.22f, 0.58f, 0.33f}, {0.77f, 0.25f, 0.10f}, {0.05f, 0.80f, 0.55f}};
+// The notes' sentence, its embeddings and --text's built-in embedding: words.hpp
+// (shared with `attn demo`, so both give the same numbers for the same words).
 constexpr int64_t kMaxTokens = 64;
 constexpr int64_t kMaxHeads = 16;
+const std::vector<std::string>& kWords = kNotesWords;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::vector<std::string> split_words(const std::string& text) {
-  std::istringstream in(text);
-  std::vector<std::string> words;
-  for (std::string w; in >> w;) words.push_back(w);
-  return words;
-}
-
-// FNV-1a: a fixed, platform-independent hash (std::hash is neither).
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
-// X [L, 3]: the notes' vector for a notes' word, else rand(3) seeded by the word.
-Tensor<float> embed(const std::vector<std::string>& words) {
-  Tensor<float> x({static_cast<int64_t>(words.size()), 3});
-  for (size_t i = 0; i < words.size(); ++i) {
-    const auto it = std::find_if(kWords.begin(), kWords.end(), [&](const std::string& k) { return lower(k) == lower(words[i]); });
-    if (it != kWords.end()) {
-      for (int64_t k = 0; k < 3; ++k) x(static_cast<int64_t>(i), k) = kEmbeddings[it - kWords.begin()][k];
-    } else {
-      Generator gen(fnv1a(lower(words[i])));
-      const Tensor<float> r = rand<float>({3}, gen);
-      for (int64_t k = 0; k < 3; ++k) x(static_cast<int64_t>(i), k) = r(k);
-    }
-  }
-  return x;
-}
+Tensor<float> embed(const std::vector<std::string>& words) { return embed_words(words); }
 
 // Future keys (j > i) to −∞, so softmax gives them exactly 0.
 void mask_future(Tensor<float>& scores) {
@@ -438,7 +406,7 @@ void render(const Heatmap& h, const std::string& path, bool svg) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && lower(s.substr(s.size() - suffix.size())) == suffix;
+  return s.size() >= suffix.size() && lower_case(s.substr(s.size() - suffix.size())) == suffix;
 }
 
 int usage(const std::string& what) {
@@ -484,4 +452,18 @@ Run setup_heatmap(CLI::App& sub) {
 const Register kHeatmap{{"heatmap", "Draw attention weights as a heatmap (PNG or SVG), one panel per head", setup_heatmap}};
 
 }  // namespace
+
+void draw_attention_heatmap(const std::vector<std::string>& tokens, const std::vector<Tensor<float>>& panels,
+                            const std::vector<std::string>& panel_titles, const std::string& title,
+                            const std::string& subtitle, bool causal, const std::string& path) {
+  Heatmap h;
+  h.tokens = tokens;
+  h.panels = panels;
+  h.panel_titles = panel_titles;
+  h.title = title;
+  h.subtitle = subtitle;
+  h.causal = causal;
+  render(h, path, ends_with(path, ".svg"));
+}
+
 }  // namespace attn::cli
