@@ -7,6 +7,7 @@
 #include "attn/errors.hpp"
 #include "attn/generator.hpp"
 #include "attn/linear.hpp"
+#include "attn/mla.hpp"
 #include "attn/module.hpp"
 #include "attn/multihead_attention.hpp"
 #include "attn/nn_multihead_attention.hpp"
