@@ -47,12 +47,16 @@
 #include <attn/tensor.hpp>
 
 #include "command.hpp"
+#include "draw.hpp"
 #include "heatmap.hpp"
 #include "print.hpp"
 #include "words.hpp"
 
 namespace attn::cli {
 namespace {
+
+using draw::text_at;
+using draw::viridis;
 
 struct HeatmapOptions {
   std::string out;
@@ -170,17 +174,6 @@ Heatmap from_file(const HeatmapOptions& o) {
 
 // ---- drawing ----------------------------------------------------------------------
 
-// Viridis (matplotlib's default map: perceptually uniform, readable in grey and
-// by colour-blind readers), 9 anchors linearly interpolated.
-void viridis(double t, double rgb[3]) {
-  static const double k[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
-                                 {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
-  t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * 8.0;
-  const int i = std::min(7, static_cast<int>(t));
-  const double f = t - i;
-  for (int c = 0; c < 3; ++c) rgb[c] = (k[i][c] * (1 - f) + k[i + 1][c] * f) / 255.0;
-}
-
 constexpr double kGrid = 360, kLabelW = 110, kLabelH = 80, kPanelTitleH = 28, kGap = 40, kTitleH = 60,
                  kBarW = 90, kMargin = 20, kBottom = 30;
 
@@ -201,13 +194,6 @@ Size image_size(size_t panels) {
 }
 
 std::string shorten(const std::string& s, size_t n = 14) { return s.size() <= n ? s : s.substr(0, n - 1) + "~"; }
-
-void text_at(cairo_t* cr, const std::string& s, double x, double y, double align_x, double align_y) {
-  cairo_text_extents_t e;
-  cairo_text_extents(cr, s.c_str(), &e);
-  cairo_move_to(cr, x - e.x_bearing - align_x * e.width, y - e.y_bearing - align_y * e.height);
-  cairo_show_text(cr, s.c_str());
-}
 
 void draw_panel(cairo_t* cr, const Heatmap& h, size_t p, double x0, double y0, double vmax) {
   const Tensor<float>& a = h.panels[p];

@@ -21,10 +21,14 @@
 
 #include <attn/errors.hpp>
 
+#include "draw.hpp"
 #include "print.hpp"
 
 namespace attn::cli {
 namespace {
+
+using draw::text_at;
+using draw::font;
 
 using Vec3 = std::array<double, 3>;
 
@@ -66,19 +70,6 @@ void line_to(cairo_t* cr, const Camera& cam, const Vec3& p) {
   double x, y;
   cam.project(p, x, y);
   cairo_line_to(cr, x, y);
-}
-
-void text_at(cairo_t* cr, const std::string& s, double x, double y, double align_x, double align_y) {
-  cairo_text_extents_t e;
-  cairo_text_extents(cr, s.c_str(), &e);
-  cairo_move_to(cr, x - e.x_bearing - align_x * e.width, y - e.y_bearing - align_y * e.height);
-  cairo_show_text(cr, s.c_str());
-}
-
-void font(cairo_t* cr, double size, bool bold = false, bool italic = false) {
-  cairo_select_font_face(cr, "DejaVu Sans", italic ? CAIRO_FONT_SLANT_ITALIC : CAIRO_FONT_SLANT_NORMAL,
-                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, size);
 }
 
 struct Colour {
@@ -219,7 +210,7 @@ struct Box {
   bool overlaps(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
 };
 
-void draw(cairo_t* cr, const Plot3D& plot) {
+void draw_scene(cairo_t* cr, const Plot3D& plot) {
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
 
@@ -318,7 +309,7 @@ static const bool kPlot3DRegistered = (plot3d_renderer() = &render_plot3d, true)
 void render_plot3d(const Plot3D& plot, const std::string& path) {
   cairo_surface_t* surface = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, kWidth, kHeight);
   cairo_t* cr = cairo_create(surface);
-  draw(cr, plot);
+  draw_scene(cr, plot);
   cairo_destroy(cr);
   cairo_status_t status = cairo_surface_status(surface);
   if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_write_to_png(surface, path.c_str());

@@ -56,10 +56,15 @@
 #include <attn/tensor.hpp>
 
 #include "command.hpp"
+#include "draw.hpp"
 #include "print.hpp"
 
 namespace attn::cli {
 namespace {
+
+using draw::text_at;
+using draw::font;
+using draw::viridis;
 
 // ---- the experiment's sizes -----------------------------------------------------------
 
@@ -276,29 +281,6 @@ constexpr int kAccW = 880, kAccH = 540, kAlignW = 760, kAlignH = 720;
 
 // Colour-blind-safe pair (Okabe–Ito orange and blue).
 const double kPlainRGB[3] = {0.90, 0.38, 0.0}, kAttnRGB[3] = {0.0, 0.45, 0.70};
-
-void text_at(cairo_t* cr, const std::string& s, double x, double y, double align_x, double align_y) {
-  cairo_text_extents_t e;
-  cairo_text_extents(cr, s.c_str(), &e);
-  cairo_move_to(cr, x - e.x_bearing - align_x * e.width, y - e.y_bearing - align_y * e.height);
-  cairo_show_text(cr, s.c_str());
-}
-
-void font(cairo_t* cr, double size, bool bold = false, bool italic = false) {
-  cairo_select_font_face(cr, "DejaVu Sans", italic ? CAIRO_FONT_SLANT_ITALIC : CAIRO_FONT_SLANT_NORMAL,
-                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, size);
-}
-
-// Viridis, 9 anchors linearly interpolated (the same map as `attn heatmap`).
-void viridis(double t, double rgb[3]) {
-  static const double k[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
-                                 {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
-  t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0) * 8.0;
-  const int i = std::min(7, static_cast<int>(t));
-  const double f = t - i;
-  for (int c = 0; c < 3; ++c) rgb[c] = (k[i][c] * (1 - f) + k[i + 1][c] * f) / 255.0;
-}
 
 void write_png(cairo_surface_t* surface, const std::string& path) {
   cairo_status_t status = cairo_surface_status(surface);
