@@ -54,6 +54,7 @@ struct Form {
   const char* name;
   int64_t Hkv, Dk, Dv;
   bool shared_kv;  // V is a view of K's first Dv dims (the MLA latent cache)
+  bool heads_as_rows = false;  // q [1, 128, 1, Dk] viewed as [1, 1, 128, Dk], as MLADecoder does for one token
   int64_t cache_floats_per_token() const { return shared_kv ? Dk : Hkv * (Dk + Dv); }
 };
 
@@ -62,16 +63,17 @@ const Form kForms[] = {
     {"mha", 128, 128, 128, false},      {"gqa8", 8, 128, 128, false},
     {"mqa", 1, 128, 128, false},        {"mla_naive", 128, 192, 128, false},
     {"mla_absorbed", 1, 576, 512, true},
+    {"mla_absorbed_rows", 1, 576, 512, true, true},
 };
 
 void BM_DecodeAttention(benchmark::State& state, Form f) {
   attn::set_num_threads(g_threads);
   const int64_t T = g_context;
-  const auto q = random_tensor({1, kHeads, 1, f.Dk}, 1);
+  const auto q = f.heads_as_rows ? random_tensor({1, 1, kHeads, f.Dk}, 1) : random_tensor({1, kHeads, 1, f.Dk}, 1);
   const auto k = random_tensor({1, f.Hkv, T, f.Dk}, 2);
   const auto v = f.shared_kv ? k.slice(3, 0, f.Dv) : random_tensor({1, f.Hkv, T, f.Dv}, 3);
   attn::SdpaOptions<float> o;
-  o.enable_gqa = f.Hkv != kHeads;
+  o.enable_gqa = !f.heads_as_rows && f.Hkv != kHeads;
   o.return_lse = false;
   // MLA's scale is 1/√(d_h + d_R) in both forms.
   if (std::string(f.name).rfind("mla", 0) == 0) o.scale = 1.0 / std::sqrt(192.0);

@@ -273,7 +273,21 @@ Tensor<T> MLADecoder<T>::step(const Tensor<T>& h) {
     opts.enable_gqa = true;
     const Tensor<T> key = latent_.slice(2, 0, T_len);  // [B, 1, T, d_c + d_R]
     const Tensor<T> value = key.slice(3, 0, dc);       // [B, 1, T, d_c]
-    const Tensor<T> o_lat = scaled_dot_product_attention(query, key, value, opts).output;  // [B, H, n, d_c]
+    Tensor<T> o_lat;  // [B, H, n, d_c]
+    if (n == 1) {
+      // One new token sees every cached row, so no mask is needed and the H
+      // heads are just H query rows against the one shared latent "head":
+      // [B, H, 1, ·] viewed as [B, 1, H, ·]. That is one matrix-shaped
+      // problem whose K/V tiles are read once for all heads (FlashMLA's
+      // layout), instead of H single-row problems that each re-read the cache.
+      SdpaOptions<T> rows = opts;
+      rows.is_causal = false;
+      rows.enable_gqa = false;
+      o_lat = scaled_dot_product_attention(query.reshape({B, 1, H, dc + dR}), key, value, rows)
+                  .output.reshape({B, H, 1, dc});
+    } else {
+      o_lat = scaled_dot_product_attention(query, key, value, opts).output;
+    }
     // o[b, i, h·d_h + e] = W_UV[h·d_h + e, :] · o_lat[b, h, i, :]
     o = Tensor<T>({B, n, H * dh});
     for (int64_t b = 0; b < B; ++b)
