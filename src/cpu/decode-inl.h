@@ -314,13 +314,27 @@ inline void FinishScores(const DecodeParams& p, float* HWY_RESTRICT srow, int64_
 
 // The online-softmax step of one row: returns the rescale factor
 // e^{m − m'} of its running output, turns srow into P = e^{s − m'}.
+// A NaN score (NaN in the query or in a visible key; hidden keys are −∞ by
+// now) makes the row NaN, as in the reference: m and l become NaN, which the
+// caller's rescale (alpha = NaN) spreads to the running output, and every
+// later block keeps (std::max(NaN, x) is NaN when NaN comes first).
 inline float SoftmaxStep(float* HWY_RESTRICT srow, int64_t count, float& m, float& l) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t j = count; j < RoundUp(count, N); ++j) srow[j] = kNegInf;  // pad to whole vectors
   const int64_t cv = RoundUp(count, N);
   VF vmax = hn::Set(d, kNegInf);
-  for (int64_t j = 0; j < cv; j += N) vmax = hn::Max(vmax, hn::Load(d, srow + j));
+  auto nan = hn::FirstN(d, 0);
+  for (int64_t j = 0; j < cv; j += N) {
+    const VF x = hn::Load(d, srow + j);
+    vmax = hn::Max(vmax, x);
+    nan = hn::Or(nan, hn::IsNaN(x));
+  }
+  if (!hn::AllFalse(d, nan) || std::isnan(m)) {
+    std::memset(srow, 0, sizeof(float) * static_cast<size_t>(count));  // no weights; the row is NaN anyway
+    m = l = std::numeric_limits<float>::quiet_NaN();
+    return std::numeric_limits<float>::quiet_NaN();
+  }
   const float bmax = hn::GetLane(hn::MaxOfLanes(d, vmax));
   const float m_new = std::max(m, bmax);
   if (m_new == kNegInf) {  // nothing visible yet: all weights 0, nothing to rescale

@@ -504,12 +504,14 @@ HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
 }
 
 // out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).
-// A row whose max is still −∞ saw no key (or only NaN scores, which the max
-// skips, as in the reference): output 0, lse −∞.
+// A row whose max is still −∞ saw no key: output 0, lse −∞. The max skips
+// NaN scores, but their e^{NaN} = NaN reached l, so a row of only NaN scores
+// (a NaN query) has m = −∞ and l = NaN and is not empty: output and lse NaN,
+// as in the reference and PyTorch.
 HWY_INLINE void FinishRow(const FlashForwardParams& p, int64_t b, int64_t h, int64_t i, const float* o, float m,
                           float l) {
   float* dst = p.out + b * p.out_stride[0] + h * p.out_stride[1] + i * p.out_stride[2];
-  const bool empty = m == kNegInf;
+  const bool empty = m == kNegInf && !std::isnan(l);
   const float factor = empty ? 0.0f : p.dropout_scale / l;
   for (int64_t x = 0; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[x] * factor;
   if (p.lse) p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m + std::log(l);

@@ -25,7 +25,16 @@ void merge_partial_row(int64_t S, int64_t Dv, const T* out, int64_t out_split_st
                        T* result_lse) {
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   T m = neg_inf;
-  for (int64_t s = 0; s < S; ++s) m = std::max(m, lse[s * lse_split_stride]);
+  bool saw_nan = false;  // a part whose row is NaN makes the merged row NaN
+  for (int64_t s = 0; s < S; ++s) {
+    m = std::max(m, lse[s * lse_split_stride]);
+    saw_nan = saw_nan || std::isnan(lse[s * lse_split_stride]);
+  }
+  if (saw_nan) {
+    for (int64_t d = 0; d < Dv; ++d) result[d * result_stride] = std::numeric_limits<T>::quiet_NaN();
+    *result_lse = std::numeric_limits<T>::quiet_NaN();
+    return;
+  }
   if (m == neg_inf) {  // no part saw a key: output 0, lse −∞ (as the unsplit attention)
     for (int64_t d = 0; d < Dv; ++d) result[d * result_stride] = T(0);
     *result_lse = neg_inf;

@@ -207,9 +207,21 @@ template <class T>
 T softmax_row(const Problem<T>& pb, std::optional<T> sink, Row<T>& row) {
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   T m = sink.value_or(neg_inf);
+  bool saw_nan = false;
   for (int64_t j = 0; j < pb.Lk; ++j)
-    if (row.visible[j]) m = std::max(m, row.s[j]);
+    if (row.visible[j]) {
+      m = std::max(m, row.s[j]);
+      saw_nan = saw_nan || std::isnan(row.s[j]);
+    }
   std::fill(row.p.begin(), row.p.end(), T(0));
+  // A NaN score that takes part (NaN in the query or in a visible key) makes
+  // the row NaN, weights, output and lse, as in PyTorch. (std::max would
+  // silently skip it, and a row of only NaN scores would look empty.)
+  if (saw_nan) {
+    for (int64_t j = 0; j < pb.Lk; ++j)
+      if (row.visible[j]) row.p[j] = std::numeric_limits<T>::quiet_NaN();
+    return std::numeric_limits<T>::quiet_NaN();
+  }
   if (m == neg_inf) return neg_inf;  // sees no key: weights 0, output 0 (torch would give NaN)
   // Subtracting the row max keeps every exponent <= 0 so exp cannot overflow.
   T sum = sink ? std::exp(*sink - m) : T(0);

@@ -238,3 +238,71 @@ TEST(SplitKVDecode, OneAndTwoThreadsAreBitIdentical) {
 }
 
 }  // namespace
+
+namespace {
+
+// A NaN that takes part in the softmax makes the whole row NaN, output and
+// lse, as in PyTorch: a NaN score of a visible key (NaN stored in that key),
+// a NaN query (every score NaN), a NaN value of a visible key (output only).
+// NaN behind the causal mask must still not leak (DecodeEdges covers the
+// window). Every SIMD target, split into several chunks and unsplit, against
+// the reference path and the prefill kernel.
+TEST(SplitKVDecode, NaNInAVisibleKeyOrQueryMakesTheRowNaN) {
+  const int64_t B = 1, Hq = 4, Hkv = 2, L = 300, D = 16;
+  auto k = random_tensor<float>({B, Hkv, L, D}, 40), v = random_tensor<float>({B, Hkv, L, D}, 41);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  k(0, 0, 137, 5) = nan;  // KV head 0: visible to every row, in the middle of a chunk
+  v(0, 1, 250, 3) = nan;  // KV head 1: a NaN value, visible
+  auto q = random_tensor<float>({B, Hq, 2, D}, 42);
+  q(0, 3, 1, 0) = nan;  // query head 3 (KV head 1), row 1: every score NaN
+  const auto cache = filled_cache(k, v);
+  SdpaOptions<float> o;
+  o.enable_gqa = true;
+  o.is_causal = true;
+  o.causal_alignment = CausalAlignment::BottomRight;
+  o.return_lse = true;
+  // Which rows must be NaN: heads 0, 1 (KV head 0, key 137 visible to both
+  // rows); heads 2, 3 (KV head 1, value 250 visible): output NaN, lse finite
+  // except head 3 row 1 (NaN query).
+  auto check = [&](const attn::SdpaResult<float>& r, const std::string& what) {
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < 2; ++i) {
+        const bool lse_nan = h < 2 || (h == 3 && i == 1);
+        EXPECT_TRUE(std::isnan(r.lse(0, h, i)) == lse_nan) << what << " lse h " << h << " i " << i << " = " << r.lse(0, h, i);
+        for (int64_t x = 0; x < D; ++x) {
+          const bool out_nan = lse_nan || (h >= 2 && x == 3);
+          EXPECT_TRUE(std::isnan(r.output(0, h, i, x)) == out_nan)
+              << what << " out h " << h << " i " << i << " x " << x << " = " << r.output(0, h, i, x);
+        }
+      }
+  };
+  SdpaOptions<float> ref = o;
+  ref.backend = attn::SdpaBackend::Reference;
+  check(attn::scaled_dot_product_attention(q, k, v, ref), "reference");
+  SdpaOptions<float> fast = o;
+  fast.backend = attn::SdpaBackend::Fast;
+  check(attn::scaled_dot_product_attention(q, k, v, fast), "prefill kernel");
+  for (const std::string& target : attn::cpu::available_simd_targets()) {
+    ASSERT_TRUE(attn::cpu::force_simd_target(target));
+    for (int64_t split : {0, 64, 100, 300}) check(attn::attention_decode(q, cache, 0, o, split), target + " split " + std::to_string(split));
+  }
+  attn::cpu::force_simd_target("");
+}
+
+// The merge keeps a NaN part: NaN output and lse, even when every part is NaN.
+TEST(MergeAttentionPartials, ANaNPartMakesTheRowNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor<float> po({2, 1, 1, 1, 2}), pl({2, 1, 1, 1});
+  po(0, 0, 0, 0, 0) = 1, po(0, 0, 0, 0, 1) = 2, pl(0, 0, 0, 0) = 0.5f;
+  po(1, 0, 0, 0, 0) = nan, po(1, 0, 0, 0, 1) = nan, pl(1, 0, 0, 0) = nan;
+  auto r = attn::merge_attention_partials(po, pl);
+  EXPECT_TRUE(std::isnan(r.lse(0, 0, 0)));
+  EXPECT_TRUE(std::isnan(r.output(0, 0, 0, 0)) && std::isnan(r.output(0, 0, 0, 1)));
+  pl(0, 0, 0, 0) = nan;  // every part NaN (was: output 0, lse −∞)
+  po(0, 0, 0, 0, 0) = po(0, 0, 0, 0, 1) = nan;
+  r = attn::merge_attention_partials(po, pl);
+  EXPECT_TRUE(std::isnan(r.lse(0, 0, 0)));
+  EXPECT_TRUE(std::isnan(r.output(0, 0, 0, 0)));
+}
+
+}  // namespace
