@@ -30,6 +30,23 @@
 //   checks that its window sees no dropped token (ValueError otherwise):
 //   with bottom-right alignment and Lq new rows, W >= window_left + Lq suffices.
 //
+// Storage type (KVCacheConfig::storage): float32; bfloat16 (half the bytes,
+// |error| <= 2^-8·|x|: round to nearest even); int8 with per-channel scales
+// (a quarter of the bytes plus one float per channel per group of
+// quant_group tokens): keys and values alike, each group of G consecutive
+// tokens of a head keeps one scale per channel d, s_d = max_t |x_td| / 127,
+// and stores round(x_td / s_d), so |error| <= s_d / 2 (KIVI's per-channel
+// layout, Liu et al. 2024: channels of keys differ in range by orders of
+// magnitude, so one scale per token would waste most of the 8 bits on the
+// outlier channels). The newest group is still filling: the cache keeps its
+// float rows (a "shadow" of G rows per sequence and head) and re-quantises
+// the whole group from them at every append, so the stored int8 is always a
+// complete encoding of every token and appending token by token gives the
+// same bytes as appending all at once. Decoding reads bf16/int8 directly
+// (widened block by block in L1), so a step reads 1/2 or ~1/4 of the bytes.
+// keys()/values() return the dequantised float32 rows, and
+// attention_decode_reference (SDPA on them) stays the specification.
+//
 // Fast decoding (split-KV, "flash-decoding"): with few query rows there is
 // too little work per head to keep every core busy, so the key axis is cut
 // into chunks; each (sequence, KV head, chunk) is one work item that returns
@@ -40,12 +57,21 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "attn/sdpa.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn {
+
+/// How a KVCache stores keys and values (see the comment above).
+enum class KVStorage {
+  Float32,   ///< 4 bytes per element, exact
+  BFloat16,  ///< 2 bytes per element, |error| <= 2^-8·|x|
+  Int8,      ///< 1 byte per element + a float scale per (group of quant_group tokens, head, channel)
+};
+const char* to_string(KVStorage storage);
 
 struct KVCacheConfig {
   int64_t num_layers = 1;
@@ -58,13 +84,17 @@ struct KVCacheConfig {
   int64_t num_pages = 0;     ///< paged: pages per layer; 0: enough for every sequence at full length
                              ///< (batch · ⌈capacity / page_size⌉, or batch · (⌈W / page_size⌉ + 1) with a window)
   int64_t window_tokens = 0; ///< paged only: > 0 keeps just the last window_tokens tokens (sliding window)
+  KVStorage storage = KVStorage::Float32;
+  int64_t quant_group = 32;  ///< Int8: tokens sharing one scale per channel (paged: must divide page_size)
 };
 
-/// Keys and values of past tokens, per layer, float32, appended in place.
+/// Keys and values of past tokens, per layer, appended in place (float32,
+/// bfloat16 or int8, KVCacheConfig::storage).
 /// Errors: ShapeError when an appended key/value does not fit
 /// [B, Hkv, Lnew, Dk] / [B, Hkv, Lnew, Dv]; ValueError when a sequence would
-/// grow past capacity or a paged cache runs out of pages (nothing is written
-/// then), or a layer or batch index is out of range.
+/// grow past capacity or a paged cache runs out of pages, when an int8 cache
+/// is given a NaN or infinite key/value (no finite scale encodes it) —
+/// nothing is written then — or a layer or batch index is out of range.
 class KVCache {
  public:
   /// Allocates num_layers × 2 buffers of B·Hkv·capacity·D floats (zeros), all lengths 0.
@@ -89,13 +119,15 @@ class KVCache {
   /// Forgets the tokens of sequence b in every layer (its slot can hold a new sequence).
   void clear(int64_t b);
 
-  /// The whole storage of a layer: contiguous [B, Hkv, capacity, D], paged
-  /// the page pool [num_pages, Hkv, page_size, D] (rows past a sequence's
-  /// length hold stale or zero data).
+  /// The whole storage of a layer of a float32 cache: contiguous [B, Hkv,
+  /// capacity, D], paged the page pool [num_pages, Hkv, page_size, D] (rows
+  /// past a sequence's length hold stale or zero data). ValueError for a
+  /// bfloat16/int8 cache (use keys()/values(), which dequantise).
   Tensor<float> key_storage(int64_t layer) const;
   Tensor<float> value_storage(int64_t layer) const;
-  /// The filled part of sequence b, [1, Hkv, length(layer, b), D]: a view
-  /// (no copy) when contiguous, a gathered copy when paged.
+  /// The filled part of sequence b, [1, Hkv, length(layer, b), D], float32:
+  /// a view (no copy) of a contiguous float32 cache, else a gathered
+  /// (paged) and dequantised (bfloat16/int8) copy.
   Tensor<float> keys(int64_t layer, int64_t b) const;
   Tensor<float> values(int64_t layer, int64_t b) const;
   bool paged() const { return config_.page_size > 0; }
@@ -108,10 +140,38 @@ class KVCache {
   /// give NaN for positions before it.
   int64_t first_kept(int64_t layer, int64_t b) const;
 
-  /// Bytes one token occupies in one layer: Hkv · (Dk + Dv) · 4.
+  /// Bytes one token occupies in one layer: Hkv · (Dk + Dv) · 4 (float32),
+  /// · 2 (bfloat16), · (1 + 4 / quant_group) rounded up (int8: the scales
+  /// shared by a group of tokens counted per token).
   int64_t bytes_per_token() const;
 
+  /// One layer's storage as the decode kernel reads it (internal: raw
+  /// pointers, element strides [b or page, head, position], D unit stride).
+  struct RawLayer {
+    KVStorage storage;
+    const void* k;  int64_t k_stride[3];
+    const void* v;  int64_t v_stride[3];
+    const float* k_scale;  int64_t k_scale_stride[3];  // Int8: [b or page, head, group]
+    const float* v_scale;  int64_t v_scale_stride[3];
+    int64_t quant_group;
+  };
+  RawLayer raw_layer(int64_t layer) const;
+
  private:
+  // One of keys or values of one layer, in the configured storage.
+  //   f32 / bf16 (bits) / i8   [B, Hkv, capacity, D]  or the page pool [P, Hkv, page_size, D]
+  //   scale  Int8: [B, Hkv, ⌈capacity/G⌉, D]  or [P, Hkv, page_size/G, D]
+  //   shadow Int8: [B, Hkv, G, D]  float rows of each sequence's newest group
+  struct Plane {
+    Tensor<float> f32;
+    Tensor<uint16_t> bf16;
+    Tensor<int8_t> i8;
+    Tensor<float> scale, shadow;
+  };
+  Plane make_plane(int64_t D) const;
+  // Dequantised row (storage index i0 = b or page, head h, row t) into out[0..D).
+  void read_row(const Plane& plane, int64_t i0, int64_t h, int64_t t, float* out) const;
+
   void check_layer(const char* fn, int64_t layer) const;
   void check_batch_index(const char* fn, int64_t b) const;
   // Paged: pages sequence b of `layer` must take (*freed: give back) to hold
@@ -121,13 +181,17 @@ class KVCache {
   void drop_pages(int64_t layer, int64_t b, int64_t length);
   void reserve_pages(int64_t layer, int64_t b, int64_t length);
   void check_pages(const char* fn, int64_t layer, int64_t need, int64_t freed) const;
-  // Copies src [Hkv, Lnew, D] to sequence b's positions start.. of `storage`.
-  void write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
-                    int64_t start) const;
-  Tensor<float> gather(const Tensor<float>& storage, int64_t layer, int64_t b) const;
+  // Stores src [Hkv, Lnew, D] at sequence b's positions start.. of `plane`.
+  void write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start);
+  // Int8: re-quantises the group of sequence b holding positions [gs, gs + n) from the shadow.
+  void quantise_group(Plane& plane, int64_t layer, int64_t b, int64_t h, int64_t gs, int64_t n);
+  // Where position t of sequence b lives: {b or page, row}; page −1 = dropped.
+  std::pair<int64_t, int64_t> locate(int64_t layer, int64_t b, int64_t t) const;
+  Tensor<float> gather(const Plane& plane, int64_t layer, int64_t b) const;
+  void check_finite(const char* fn, const char* what, const Tensor<float>& t) const;
 
   KVCacheConfig config_;
-  std::vector<Tensor<float>> keys_, values_;    // per layer [B, Hkv, capacity, D]
+  std::vector<Plane> keys_, values_;           // per layer
   std::vector<std::vector<int64_t>> lengths_;  // per layer [B]
   std::vector<std::vector<std::vector<int64_t>>> page_tables_;  // paged: per layer, per sequence
   std::vector<std::vector<int64_t>> free_pages_;                // paged: per layer, a stack

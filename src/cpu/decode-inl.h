@@ -14,10 +14,16 @@
 //     query heads of a GQA group), so each key and value row comes from
 //     memory once and is used R times from L1: GQA costs the bytes of Hkv
 //     heads, not Hq;
-//   * K and V are read in place, along their rows (unit stride along d),
-//     from a contiguous cache or from a paged one (a pool of pages and a page
-//     table per sequence, as vLLM): a block of keys never crosses a page, so
-//     within a block the rows are evenly strided either way;
+//   * K and V are read along their rows (unit stride along d), from a
+//     contiguous cache or from a paged one (a pool of pages and a page table
+//     per sequence, as vLLM): a block of keys never crosses a page, so
+//     within a block the rows are evenly strided either way. float32 rows
+//     are read in place; bfloat16 and int8 rows are widened to float32 a
+//     block at a time into an L1 "stage" (bf16: the bits shifted up, exact;
+//     int8: q · scale of the row's group and channel) and the same float
+//     kernels run on the stage. Memory traffic is what the storage holds
+//     (1/2 or ~1/4 of float32); the widening is a few instructions per 8
+//     elements, hidden under the memory stream;
 //   * each item returns its partial output (normalised by its own sum) and
 //     its log-sum-exp; merge_partial_row (src/inference/merge.cpp, the body
 //     of the public merge_attention_partials) combines the chunks of a row
@@ -35,6 +41,7 @@
 //
 // Buffers (per thread scratch, floats):
 //   q [R][Dkp]  the item's query rows, copied to unit stride (Dkp = Dk rounded to vectors)
+//   stage [kBlock][max(Dkp, Dvp)]  bf16/int8 storage: the block's K, then V rows, widened
 //   s [R][kBlock] scores, then weights P, of the block in hand
 //   o [R][Dvp]  running output;  m, l, alpha [R]  running max, sum, rescale
 
@@ -90,6 +97,40 @@ inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // past the end of the cache is harmless.
 inline void PrefetchRow(const float* p, int64_t n) {
   for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(p + x, 0, 3);
+}
+
+inline void PrefetchBytes(const void* p, int64_t bytes) {
+  for (int64_t x = 0; x < bytes; x += 64) __builtin_prefetch(static_cast<const char*>(p) + x, 0, 3);
+}
+
+// bfloat16 row → float32: a bfloat16 is the top half of a float32, so
+// widening is exact (the bits shifted up 16).
+inline void WidenBF16Row(const uint16_t* HWY_RESTRICT src, float* HWY_RESTRICT dst, int64_t D) {
+  const DF d;
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::Rebind<uint32_t, DF> du32;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t x = 0;
+  for (; x + N <= D; x += N)
+    hn::StoreU(hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(d16, src + x)))), d, dst + x);
+  for (; x < D; ++x) {
+    const uint32_t u = static_cast<uint32_t>(src[x]) << 16;
+    std::memcpy(dst + x, &u, 4);
+  }
+}
+
+// int8 row → float32: q_x · scale_x, scale the row's group's per-channel scales.
+inline void DequantInt8Row(const int8_t* HWY_RESTRICT src, const float* HWY_RESTRICT scale, float* HWY_RESTRICT dst,
+                           int64_t D) {
+  const DF d;
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int32_t, DF> di32;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  int64_t x = 0;
+  for (; x + N <= D; x += N)
+    hn::StoreU(hn::Mul(hn::ConvertTo(d, hn::PromoteTo(di32, hn::LoadU(d8, src + x))), hn::LoadU(d, scale + x)), d,
+               dst + x);
+  for (; x < D; ++x) dst[x] = static_cast<float>(src[x]) * scale[x];
 }
 
 // The keys [lo, hi) that query row i may see (causality and the window);
@@ -374,6 +415,8 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
   float* m = o + R * c.Dvp;                                // [R]
   float* l = m + RoundUp(R, 16);                           // [R]
   float* alpha = l + RoundUp(R, 16);                       // [R]
+  float* stage = alpha + RoundUp(R, 16);                   // [kBlock][max(Dkp, Dvp)]
+  const int64_t stage_stride = std::max(c.Dkp, c.Dvp);
   auto head_of = [&](int64_t r) { return g * p.group + r / p.Lq; };
   auto row_of = [&](int64_t r) { return r % p.Lq; };
 
@@ -398,17 +441,34 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     }
     std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * c.Dvp));
   }
-  // Rows of key/value head g from position jb on, contiguous up to the end
-  // of jb's page (paged) or of the sequence (contiguous).
-  auto key_rows = [&](int64_t jb) {
-    if (p.page_size == 0) return p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
-    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
-    return p.k + page * p.k_stride[0] + g * p.k_stride[1] + (jb % p.page_size) * p.k_stride[2];
-  };
-  auto value_rows = [&](int64_t jb) {
-    if (p.page_size == 0) return p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
-    const int64_t page = p.page_table[b * p.page_table_stride + jb / p.page_size];
-    return p.v + page * p.v_stride[0] + g * p.v_stride[1] + (jb % p.page_size) * p.v_stride[2];
+  // Rows jb..jb+count−1 of key/value head g as float rows (one block: never
+  // past the end of jb's page or of the sequence); *stride gets their row
+  // stride. float32 storage is read in place; bf16/int8 is widened into `stage`.
+  auto rows = [&](const void* base, const int64_t* st, const float* scale, const int64_t* sst, int64_t D, int64_t jb,
+                  int64_t count, int64_t* stride) -> const float* {
+    int64_t i0 = b, row = jb;
+    if (p.page_size > 0) i0 = p.page_table[b * p.page_table_stride + jb / p.page_size], row = jb % p.page_size;
+    const int64_t offset = i0 * st[0] + g * st[1] + row * st[2];
+    if (p.kv_type == 0) {
+      *stride = st[2];
+      return static_cast<const float*>(base) + offset;
+    }
+    *stride = stage_stride;
+    if (p.kv_type == 1) {
+      const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
+      for (int64_t t = 0; t < count; ++t) {
+        PrefetchBytes(src + (t + kPrefetchKeys) * st[2], 2 * D);
+        WidenBF16Row(src + t * st[2], stage + t * stage_stride, D);
+      }
+    } else {
+      const int8_t* src = static_cast<const int8_t*>(base) + offset;
+      for (int64_t t = 0; t < count; ++t) {
+        PrefetchBytes(src + (t + kPrefetchKeys) * st[2], D);
+        const float* sc = scale + i0 * sst[0] + g * sst[1] + ((row + t) / p.quant_group) * sst[2];
+        DequantInt8Row(src + t * st[2], sc, stage + t * stage_stride, D);
+      }
+    }
+    return stage;
   };
   for (int64_t jb = j0, count = 0; jb < j1; jb += count) {
     // Blocks start at multiples of kBlock (so that the rounding does not depend
@@ -416,7 +476,9 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     // gives the same bits as a contiguous one), and never cross a page.
     count = std::min(kBlock - jb % kBlock, j1 - jb);
     if (p.page_size > 0) count = std::min(count, p.page_size - jb % p.page_size);
-    BlockScores(q, c.Dkp, R, key_rows(jb), p.k_stride[2], count, p.Dk, s);
+    int64_t ks = 0, vs = 0;
+    const float* krows = rows(p.k, p.k_stride, p.k_scale, p.k_scale_stride, p.Dk, jb, count, &ks);
+    BlockScores(q, c.Dkp, R, krows, ks, count, p.Dk, s);
     // Every row sees every key of the block: no −∞ to place.
     const bool full = last.lo <= jb && jb + count <= first.hi;
     const bool plain = full && p.softcap == 0 && !p.alibi;
@@ -431,10 +493,11 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
         for (int64_t x = 0; x < c.Dvp; x += N) hn::Store(hn::Mul(a, hn::Load(d, orow + x)), d, orow + x);
       }
     }
+    const float* vrows = rows(p.v, p.v_stride, p.v_scale, p.v_scale_stride, p.Dv, jb, count, &vs);
     if (full)
-      BlockPV(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
+      BlockPV(s, R, vrows, vs, count, p.Dv, o, c.Dvp);
     else
-      BlockPVMasked(s, R, value_rows(jb), p.v_stride[2], count, p.Dv, o, c.Dvp);
+      BlockPVMasked(s, R, vrows, vs, count, p.Dv, o, c.Dvp);
   }
 
   // The partial result of this chunk: out_c = O / l, lse_c = m + log l.
@@ -459,7 +522,9 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
 int64_t DecodeScratchFloats(const DecodeParams& p) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
   const int64_t R = p.group * p.Lq;
-  return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) + 16;
+  const int64_t stage = p.kv_type == 0 ? 0 : decode::kBlock * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
+  return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) +
+         stage + 16;
 }
 
 /// Every (b, g, chunk) item, on p.threads threads; partials into p.part_*.

@@ -106,15 +106,33 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& k
                               const Tensor<float>& value_storage, const std::vector<int64_t>& lengths,
                               const SdpaOptions<float>& o, int64_t split_keys, bool keep_partials,
                               int64_t page_size, const int64_t* page_table, int64_t page_table_stride) {
-  DecodeParams p;
-  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
-  p.Hkv = key_storage.size(1), p.Dv = value_storage.size(3);
-  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 || (page_size == 0 && key_storage.size(0) != p.B) ||
-      key_storage.size(3) != p.Dk || static_cast<int64_t>(lengths.size()) != p.B || p.Hkv == 0 || p.Hq % p.Hkv)
+  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 ||
+      (page_size == 0 && key_storage.size(0) != query.size(0)) || key_storage.size(3) != query.size(3))
     throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + ", key storage " +
                      shape_str(key_storage.shape()) + " and value storage " + shape_str(value_storage.shape()) +
                      " do not fit [B, Hq, Lq, Dk], [B, Hkv, capacity, Dk] (unit stride along Dk), "
-                     "[B, Hkv, capacity, Dv] with Hq a multiple of Hkv");
+                     "[B, Hkv, capacity, Dv]");
+  KVCache::RawLayer raw{};
+  raw.storage = KVStorage::Float32;
+  raw.k = key_storage.data(), raw.v = value_storage.data();
+  copy_strides(key_storage.strides(), raw.k_stride, 3);
+  copy_strides(value_storage.strides(), raw.v_stride, 3);
+  raw.quant_group = 1;
+  return split_kv_decode(query, raw, key_storage.size(1), value_storage.size(3), lengths, o, split_keys,
+                         keep_partials, page_size, page_table, page_table_stride);
+}
+
+SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLayer& raw, int64_t Hkv, int64_t Dv,
+                              const std::vector<int64_t>& lengths, const SdpaOptions<float>& o, int64_t split_keys,
+                              bool keep_partials, int64_t page_size, const int64_t* page_table,
+                              int64_t page_table_stride) {
+  DecodeParams p;
+  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
+  p.Hkv = Hkv, p.Dv = Dv;
+  if (static_cast<int64_t>(lengths.size()) != p.B || p.Hkv == 0 || p.Hq % p.Hkv)
+    throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + " and " + std::to_string(Hkv) +
+                     " KV heads with " + std::to_string(lengths.size()) +
+                     " lengths do not fit: Hq must be a multiple of Hkv, one length per sequence");
   p.group = p.Hq / p.Hkv;
   SplitKVResult r;
   r.output = Tensor<float>({p.B, p.Hq, p.Lq, p.Dv});
@@ -130,9 +148,14 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& k
 
   p.q = query.data();
   copy_strides(query.strides(), p.q_stride, 4);
-  p.k = key_storage.data(), p.v = value_storage.data();
-  copy_strides(key_storage.strides(), p.k_stride, 3);
-  copy_strides(value_storage.strides(), p.v_stride, 3);
+  p.kv_type = raw.storage == KVStorage::Float32 ? 0 : raw.storage == KVStorage::BFloat16 ? 1 : 2;
+  p.k = raw.k, p.v = raw.v;
+  copy_strides(Shape(raw.k_stride, raw.k_stride + 3), p.k_stride, 3);
+  copy_strides(Shape(raw.v_stride, raw.v_stride + 3), p.v_stride, 3);
+  p.k_scale = raw.k_scale, p.v_scale = raw.v_scale;
+  copy_strides(Shape(raw.k_scale_stride, raw.k_scale_stride + 3), p.k_scale_stride, 3);
+  copy_strides(Shape(raw.v_scale_stride, raw.v_scale_stride + 3), p.v_scale_stride, 3);
+  p.quant_group = raw.quant_group;
   p.lengths = lengths.data();
   p.page_size = page_size, p.page_table = page_table, p.page_table_stride = page_table_stride;
   p.out = r.output.data(), p.lse = r.lse.data();
@@ -155,7 +178,8 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& k
   p.window_left = o.window_left, p.window_right = o.window_right;
 
   // Below ~256 KiB of cache to read, waking a second thread costs more than it saves.
-  const double bytes = 4.0 * static_cast<double>(p.B * p.Hkv) * static_cast<double>(max_length) *
+  const double element_bytes = p.kv_type == 0 ? 4.0 : p.kv_type == 1 ? 2.0 : 1.0;
+  const double bytes = element_bytes * static_cast<double>(p.B * p.Hkv) * static_cast<double>(max_length) *
                        static_cast<double>(p.Dk + p.Dv);
   p.threads = bytes < 262144.0 ? 1 : get_num_threads();
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "attn/kv_cache.hpp"
 #include "attn/sdpa.hpp"
 
 namespace attn::cpu {
@@ -35,6 +36,13 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& k
                               const SdpaOptions<float>& options, int64_t split_keys, bool keep_partials = false,
                               int64_t page_size = 0, const int64_t* page_table = nullptr,
                               int64_t page_table_stride = 0);
+
+/// The same over a cache layer in any storage (float32, bfloat16, int8):
+/// `storage` as KVCache::raw_layer gives it, with Hkv KV heads and value dim Dv.
+SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLayer& storage, int64_t Hkv, int64_t Dv,
+                              const std::vector<int64_t>& lengths, const SdpaOptions<float>& options,
+                              int64_t split_keys, bool keep_partials, int64_t page_size, const int64_t* page_table,
+                              int64_t page_table_stride);
 
 /// The SIMD target the decode kernel runs on (same choice as the flash kernels).
 std::string decode_simd_target();

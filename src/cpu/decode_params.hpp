@@ -13,8 +13,14 @@ struct DecodeParams {
 
   const float* q = nullptr;  int64_t q_stride[4] = {};  // [B, Hq, Lq, Dk]
   // The cache of one layer, [B, Hkv, capacity, D]; unit stride along D.
-  const float* k = nullptr;  int64_t k_stride[3] = {};  // strides of b, head, position
-  const float* v = nullptr;  int64_t v_stride[3] = {};
+  // Elements: float (kv_type 0), bfloat16 bits as uint16_t (1), or int8 (2)
+  // with float scales [B | page, Hkv, group, D], one per quant_group positions.
+  int kv_type = 0;
+  const void* k = nullptr;  int64_t k_stride[3] = {};  // strides of b, head, position
+  const void* v = nullptr;  int64_t v_stride[3] = {};
+  const float* k_scale = nullptr;  int64_t k_scale_stride[3] = {};
+  const float* v_scale = nullptr;  int64_t v_scale_stride[3] = {};
+  int64_t quant_group = 1;
   const int64_t* lengths = nullptr;  // [B]: keys held by sequence b (its Lk)
   // Paged: k and v are page pools [num_pages, Hkv, page_size, D] (k_stride[0]
   // then steps pages), token t of sequence b is row t % page_size of page

@@ -2,10 +2,11 @@
 // attention_decode (the split-KV kernel, src/cpu/decode*) and its readable
 // twin attention_decode_reference (scaled_dot_product_attention per sequence).
 //
-// Buffers, per layer:
-//   keys_[layer]    [B, Hkv, capacity, Dk]   contiguous, zero-initialised
-//                   [num_pages, Hkv, page_size, Dk]   paged: the page pool
-//   values_[layer]  the same with Dv
+// Buffers, per layer (a Plane each for keys and values, in the configured storage):
+//   f32 | bf16 | i8  [B, Hkv, capacity, D]   contiguous, zero-initialised
+//                    [num_pages, Hkv, page_size, D]   paged: the page pool
+//   scale   Int8: [B | num_pages, Hkv, groups, D]  one scale per group of G tokens and channel
+//   shadow  Int8: [B, Hkv, G, D]  float rows of each sequence's newest (filling) group
 //   lengths_[layer] [B]   tokens held by each sequence; positions >= length
 //                         are never read by attention
 //   page_tables_[layer][b]  paged: physical page of each page_size tokens of b
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -26,16 +28,35 @@ std::string prefix(const char* fn) { return std::string(fn) + ": "; }
 
 std::string describe(const Tensor<float>& t) { return t.defined() ? shape_str(t.shape()) : "(undefined)"; }
 
-// Copies src [Hkv, Lnew, D] (any strides) into dst [Hkv, capacity, D] at positions start.. .
-void copy_tokens(const Tensor<float>& src, const Tensor<float>& dst, int64_t start) {
-  const int64_t H = src.size(0), L = src.size(1), D = src.size(2);
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t t = 0; t < L; ++t) {
-      float* out = &dst(h, start + t, 0);
-      for (int64_t x = 0; x < D; ++x) out[x] = src(h, t, x);
-    }
+// bfloat16: the top 16 bits of a float32, rounded to nearest even (what
+// PyTorch's .to(torch.bfloat16) does); NaN stays a (quiet) NaN. Widening back
+// is exact: the bits shifted up.
+uint16_t to_bfloat16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if (std::isnan(x)) return static_cast<uint16_t>((u >> 16) | 0x40);  // keep the sign, stay NaN
+  u += 0x7FFF + ((u >> 16) & 1);  // round half to even on bit 16
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bfloat16_bits(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
 }
 
+}  // namespace
+
+const char* to_string(KVStorage storage) {
+  switch (storage) {
+    case KVStorage::Float32: return "float32";
+    case KVStorage::BFloat16: return "bfloat16";
+    case KVStorage::Int8: return "int8";
+  }
+  return "?";
+}
+
+namespace {
 }  // namespace
 
 // ---- KVCache ---------------------------------------------------------------------
@@ -61,20 +82,42 @@ KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
     config_.num_pages = config.window_tokens > 0 ? config.batch * ((config.window_tokens + ps - 1) / ps + 1)
                                                  : config.batch * ((config.capacity + ps - 1) / ps);
   }
+  if (config.storage == KVStorage::Int8 &&
+      (config.quant_group <= 0 || (paged() && config.page_size % config.quant_group != 0)))
+    throw ValueError(prefix(fn) + "config has quant_group " + std::to_string(config.quant_group) + " and page_size " +
+                     std::to_string(config.page_size) +
+                     "; an int8 cache needs quant_group > 0 that divides page_size when paged (a group never "
+                     "crosses a page)");
   for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+    keys_.push_back(make_plane(config.head_dim));
+    values_.push_back(make_plane(value_dim()));
     if (paged()) {
-      keys_.emplace_back(Shape{config_.num_pages, config.num_kv_heads, config.page_size, config.head_dim});
-      values_.emplace_back(Shape{config_.num_pages, config.num_kv_heads, config.page_size, value_dim()});
       page_tables_.emplace_back(static_cast<size_t>(config.batch));
       std::vector<int64_t> free;
       for (int64_t p = config_.num_pages; p-- > 0;) free.push_back(p);  // page 0 is handed out first
       free_pages_.push_back(std::move(free));
-    } else {
-      keys_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, config.head_dim});
-      values_.emplace_back(Shape{config.batch, config.num_kv_heads, config.capacity, value_dim()});
     }
     lengths_.emplace_back(static_cast<size_t>(config.batch), 0);
   }
+}
+
+KVCache::Plane KVCache::make_plane(int64_t D) const {
+  const KVCacheConfig& c = config_;
+  const Shape shape = paged() ? Shape{c.num_pages, c.num_kv_heads, c.page_size, D}
+                              : Shape{c.batch, c.num_kv_heads, c.capacity, D};
+  Plane plane;
+  switch (c.storage) {
+    case KVStorage::Float32: plane.f32 = Tensor<float>(shape); break;
+    case KVStorage::BFloat16: plane.bf16 = Tensor<uint16_t>(shape); break;
+    case KVStorage::Int8: {
+      const int64_t G = c.quant_group;
+      plane.i8 = Tensor<int8_t>(shape);
+      plane.scale = Tensor<float>({shape[0], shape[1], (shape[2] + G - 1) / G, D});
+      plane.shadow = Tensor<float>({c.batch, c.num_kv_heads, G, D});
+      break;
+    }
+  }
+  return plane;
 }
 
 // Page index i holds positions [i·ps, (i+1)·ps). A window cache of W tokens
@@ -138,35 +181,100 @@ int64_t KVCache::first_kept(int64_t layer, int64_t b) const {
   return std::min(i * config_.page_size, lengths_[layer][b]);
 }
 
-void KVCache::write_tokens(const Tensor<float>& src, const Tensor<float>& storage, int64_t layer, int64_t b,
-                           int64_t start) const {
-  if (!paged()) {
-    copy_tokens(src, storage.select(0, b), start);
-    return;
-  }
-  const int64_t H = src.size(0), L = src.size(1), D = src.size(2), ps = config_.page_size;
-  const std::vector<int64_t>& table = page_tables_[layer][b];
-  for (int64_t t = 0; t < L; ++t) {
-    const int64_t pos = start + t, page = table[static_cast<size_t>(pos / ps)];
-    if (page < 0) continue;  // before the window: not stored
-    for (int64_t h = 0; h < H; ++h) {
-      float* out = &storage(page, h, pos % ps, 0);
-      for (int64_t x = 0; x < D; ++x) out[x] = src(h, t, x);
+std::pair<int64_t, int64_t> KVCache::locate(int64_t layer, int64_t b, int64_t t) const {
+  if (!paged()) return {b, t};
+  const int64_t ps = config_.page_size;
+  return {page_tables_[layer][b][static_cast<size_t>(t / ps)], t % ps};
+}
+
+void KVCache::write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start) {
+  const int64_t H = src.size(0), L = src.size(1), D = src.size(2), G = config_.quant_group;
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t t = 0; t < L; ++t) {
+      const int64_t pos = start + t;
+      const auto [i0, row] = locate(layer, b, pos);
+      switch (config_.storage) {
+        case KVStorage::Float32:
+          if (i0 >= 0)
+            for (int64_t x = 0; x < D; ++x) plane.f32(i0, h, row, x) = src(h, t, x);
+          break;
+        case KVStorage::BFloat16:
+          if (i0 >= 0)
+            for (int64_t x = 0; x < D; ++x) plane.bf16(i0, h, row, x) = to_bfloat16_bits(src(h, t, x));
+          break;
+        case KVStorage::Int8: {
+          // The row joins its group's float shadow; the group is re-encoded
+          // when it is full or the append ends (a token before the window,
+          // on a dropped page, is never stored: its whole group is dropped).
+          for (int64_t x = 0; x < D; ++x) plane.shadow(b, h, pos % G, x) = src(h, t, x);
+          if ((pos % G == G - 1 || t == L - 1) && i0 >= 0) quantise_group(plane, layer, b, h, pos - pos % G, pos % G + 1);
+          break;
+        }
+      }
+    }
+}
+
+// Per channel d of the group's n rows: s_d = max_t |x_td| / 127 and
+// q_td = round(x_td / s_d) in [−127, 127]; an all-zero channel keeps s_d = 0
+// and q = 0. Positions gs..gs+n−1 share one page (quant_group divides
+// page_size), so their rows and their scale row are found from gs alone.
+void KVCache::quantise_group(Plane& plane, int64_t layer, int64_t b, int64_t h, int64_t gs, int64_t n) {
+  const int64_t D = plane.shadow.size(3), G = config_.quant_group;
+  const auto [i0, row0] = locate(layer, b, gs);
+  for (int64_t x = 0; x < D; ++x) {
+    float amax = 0.0f;
+    for (int64_t t = 0; t < n; ++t) amax = std::max(amax, std::abs(plane.shadow(b, h, t, x)));
+    const float scale = amax / 127.0f;
+    plane.scale(i0, h, row0 / G, x) = scale;
+    for (int64_t t = 0; t < n; ++t) {
+      const float q = scale > 0.0f ? std::nearbyint(plane.shadow(b, h, t, x) / scale) : 0.0f;
+      plane.i8(i0, h, row0 + t, x) = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
     }
   }
 }
 
-Tensor<float> KVCache::gather(const Tensor<float>& storage, int64_t layer, int64_t b) const {
-  const int64_t L = lengths_[layer][b], H = storage.size(1), D = storage.size(3), ps = config_.page_size;
+void KVCache::read_row(const Plane& plane, int64_t i0, int64_t h, int64_t t, float* out) const {
+  switch (config_.storage) {
+    case KVStorage::Float32: {
+      const int64_t D = plane.f32.size(3);
+      for (int64_t x = 0; x < D; ++x) out[x] = plane.f32(i0, h, t, x);
+      break;
+    }
+    case KVStorage::BFloat16: {
+      const int64_t D = plane.bf16.size(3);
+      for (int64_t x = 0; x < D; ++x) out[x] = from_bfloat16_bits(plane.bf16(i0, h, t, x));
+      break;
+    }
+    case KVStorage::Int8: {
+      const int64_t D = plane.i8.size(3), g = t / config_.quant_group;
+      for (int64_t x = 0; x < D; ++x) out[x] = static_cast<float>(plane.i8(i0, h, t, x)) * plane.scale(i0, h, g, x);
+      break;
+    }
+  }
+}
+
+Tensor<float> KVCache::gather(const Plane& plane, int64_t layer, int64_t b) const {
+  const int64_t L = lengths_[layer][b], H = config_.num_kv_heads;
+  const int64_t D = plane.f32.defined() ? plane.f32.size(3) : plane.bf16.defined() ? plane.bf16.size(3) : plane.i8.size(3);
   Tensor<float> out({1, H, L, D});
-  const std::vector<int64_t>& table = page_tables_[layer][b];
   for (int64_t h = 0; h < H; ++h)
     for (int64_t t = 0; t < L; ++t) {
-      const int64_t page = table[static_cast<size_t>(t / ps)];
-      for (int64_t x = 0; x < D; ++x)
-        out(0, h, t, x) = page >= 0 ? storage(page, h, t % ps, x) : std::numeric_limits<float>::quiet_NaN();
+      const auto [i0, row] = locate(layer, b, t);
+      if (i0 >= 0)
+        read_row(plane, i0, h, row, &out(0, h, t, 0));
+      else
+        for (int64_t x = 0; x < D; ++x) out(0, h, t, x) = std::numeric_limits<float>::quiet_NaN();
     }
   return out;
+}
+
+void KVCache::check_finite(const char* fn, const char* what, const Tensor<float>& t) const {
+  if (config_.storage != KVStorage::Int8) return;
+  for (int64_t n = 0; n < t.numel(); ++n)
+    if (!std::isfinite(t.flat(n)))
+      throw ValueError(prefix(fn) + what + " holds " + std::to_string(t.flat(n)) + " (element " + std::to_string(n) +
+                       " of " + shape_str(t.shape()) + "); an int8 cache stores finite values only (a per-channel "
+                       "scale cannot encode NaN or Inf): use a float32 or bfloat16 cache");
 }
 
 const std::vector<int64_t>& KVCache::page_table(int64_t layer, int64_t b) const {
@@ -208,6 +316,8 @@ void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float
     throw ShapeError(prefix(fn) + "value has shape " + describe(value) + ", expected " + shape_str(want_value) +
                      " to match key " + shape_str(key.shape()));
   // Check every sequence before writing any, so a failed append changes nothing.
+  check_finite(fn, "key", key);
+  check_finite(fn, "value", value);
   for (int64_t b = 0; b < B; ++b)
     if (lengths_[layer][b] + L > config_.capacity)
       throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
@@ -249,6 +359,8 @@ void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const T
     throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
                      " holds " + std::to_string(lengths_[layer][b]) + " tokens; " + std::to_string(L) +
                      " more exceed the capacity " + std::to_string(config_.capacity));
+  check_finite(fn, "key", key);
+  check_finite(fn, "value", value);
   if (paged()) {
     int64_t freed = 0;
     const int64_t need = pages_needed(layer, b, lengths_[layer][b] + L, &freed);
@@ -288,30 +400,72 @@ void KVCache::clear(int64_t b) {
   }
 }
 
+namespace {
+void check_float32_storage(const char* fn, KVStorage storage) {
+  if (storage != KVStorage::Float32)
+    throw ValueError(prefix(fn) + "the cache stores " + std::string(to_string(storage)) +
+                     "; key_storage()/value_storage() give float32 storage only: use keys()/values() for the "
+                     "dequantised float32 rows");
+}
+}  // namespace
+
 Tensor<float> KVCache::key_storage(int64_t layer) const {
   check_layer("KVCache::key_storage", layer);
-  return keys_[layer];
+  check_float32_storage("KVCache::key_storage", config_.storage);
+  return keys_[layer].f32;
 }
 
 Tensor<float> KVCache::value_storage(int64_t layer) const {
   check_layer("KVCache::value_storage", layer);
-  return values_[layer];
+  check_float32_storage("KVCache::value_storage", config_.storage);
+  return values_[layer].f32;
 }
 
 Tensor<float> KVCache::keys(int64_t layer, int64_t b) const {
   const int64_t L = length(layer, b);
-  if (paged()) return gather(keys_[layer], layer, b);
-  return keys_[layer].slice(0, b, b + 1).slice(2, 0, L);
+  if (paged() || config_.storage != KVStorage::Float32) return gather(keys_[layer], layer, b);
+  return keys_[layer].f32.slice(0, b, b + 1).slice(2, 0, L);
 }
 
 Tensor<float> KVCache::values(int64_t layer, int64_t b) const {
   const int64_t L = length(layer, b);
-  if (paged()) return gather(values_[layer], layer, b);
-  return values_[layer].slice(0, b, b + 1).slice(2, 0, L);
+  if (paged() || config_.storage != KVStorage::Float32) return gather(values_[layer], layer, b);
+  return values_[layer].f32.slice(0, b, b + 1).slice(2, 0, L);
 }
 
 int64_t KVCache::bytes_per_token() const {
-  return config_.num_kv_heads * (config_.head_dim + value_dim()) * static_cast<int64_t>(sizeof(float));
+  const int64_t elements = config_.num_kv_heads * (config_.head_dim + value_dim());
+  switch (config_.storage) {
+    case KVStorage::Float32: return elements * 4;
+    case KVStorage::BFloat16: return elements * 2;
+    case KVStorage::Int8: return elements + (elements * 4 + config_.quant_group - 1) / config_.quant_group;
+  }
+  return 0;
+}
+
+KVCache::RawLayer KVCache::raw_layer(int64_t layer) const {
+  check_layer("KVCache::raw_layer", layer);
+  RawLayer r{};
+  r.storage = config_.storage;
+  r.quant_group = config_.quant_group;
+  auto fill = [](const auto& t, const void** ptr, int64_t* stride) {
+    *ptr = t.data();
+    for (int i = 0; i < 3; ++i) stride[i] = t.stride(i);
+  };
+  const Plane &k = keys_[layer], &v = values_[layer];
+  switch (config_.storage) {
+    case KVStorage::Float32: fill(k.f32, &r.k, r.k_stride), fill(v.f32, &r.v, r.v_stride); break;
+    case KVStorage::BFloat16: fill(k.bf16, &r.k, r.k_stride), fill(v.bf16, &r.v, r.v_stride); break;
+    case KVStorage::Int8: {
+      fill(k.i8, &r.k, r.k_stride), fill(v.i8, &r.v, r.v_stride);
+      const void* ks = nullptr;
+      const void* vs = nullptr;
+      fill(k.scale, &ks, r.k_scale_stride), fill(v.scale, &vs, r.v_scale_stride);
+      r.k_scale = static_cast<const float*>(ks), r.v_scale = static_cast<const float*>(vs);
+      break;
+    }
+  }
+  return r;
 }
 
 // ---- the decode step -------------------------------------------------------------
@@ -390,8 +544,9 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
       std::copy(t.begin(), t.end(), table.begin() + b * std::max<int64_t>(max_pages, 1));
     }
   }
-  cpu::SplitKVResult r = cpu::split_kv_decode(query, cache.key_storage(layer), cache.value_storage(layer),
-                                              cache.lengths(layer), options, split_keys, /*keep_partials=*/false,
+  cpu::SplitKVResult r = cpu::split_kv_decode(query, cache.raw_layer(layer), cache.config().num_kv_heads,
+                                              cache.value_dim(), cache.lengths(layer), options, split_keys,
+                                              /*keep_partials=*/false,
                                               cache.config().page_size, cache.paged() ? table.data() : nullptr,
                                               std::max<int64_t>(max_pages, 1));
   SdpaResult<float> out;
