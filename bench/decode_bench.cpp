@@ -1,19 +1,21 @@
-// decode_bench — one decode step (1 new query token) against a long float32
-// KV cache, the shapes of issue 8, each beside a plain multi-threaded
-// streaming read of the very same bytes measured just before it, so that
-// "% of read" compares two measurements taken under the same machine load.
+// decode_bench — one decode step (1 new query token) against a long KV cache,
+// the shapes of issue 8, each beside a plain multi-threaded streaming read of
+// as many bytes measured just before it, so that "% of read" compares two
+// measurements taken under the same machine load.
 //
-//   bytes of a step = K + V of the cache = 2 · B · Hkv · L · d · 4
-//   (the queries, outputs and partials are < 0.1% of it). GQA reads Hkv
-//   heads, not Hq: the query heads of a group share each key row they read.
+//   bytes of a step = K + V as stored = 2 · B · Hkv · L · d · (4 float32,
+//   2 bfloat16, 1 int8 + 4/32 for its per-channel scales) (the queries,
+//   outputs and partials are < 0.1% of it). GQA reads Hkv heads, not Hq: the
+//   query heads of a group share each key row they read.
 //
 // Benchmarks, for each shape (Hq/Hkv = 32/32 and 32/8, L = 16384, d = 128):
-//   BM_Decode         attn::attention_decode (split-KV kernel, src/cpu/decode*)
-//   BM_FlashDecode    the prefill kernel's own few-rows path on the same views
-//                     (src/cpu/flash_attention*, parallel over KV heads only)
-// Every iteration first reads K and V plainly — a sum of every float on
-// --threads threads (the project's pool, 64 ranges, 8 vector accumulators) —
-// then runs the kernel, each timed alone. Counters: GB/s (the kernel),
+//   BM_Decode/.../kv:f32|bf16|int8  attn::attention_decode (split-KV kernel,
+//                     src/cpu/decode*) on a float32, bfloat16 or int8 cache
+//   BM_FlashDecode    the prefill kernel's own few-rows path on the float32
+//                     views (src/cpu/flash_attention*, parallel over KV heads only)
+// Every iteration first reads a buffer of the step's byte count plainly — a
+// sum of every float on --threads threads (the project's pool, 64 ranges,
+// 8 vector accumulators) — then runs the kernel, each timed alone. Counters: GB/s (the kernel),
 // read_GB/s (the reads), %read = Σ read time / Σ kernel time, tokens/s.
 //   build/release/bench/decode_bench --benchmark_min_time=1 --benchmark_repetitions=5
 //   ... --threads=1
@@ -41,19 +43,29 @@ int g_threads = 2;
 
 struct Shape {
   int64_t Hq, Hkv, L, d;
+  attn::KVStorage storage = attn::KVStorage::Float32;
   std::string name() const {
+    static const char* kv[] = {"f32", "bf16", "int8"};
     return "Hq:" + std::to_string(Hq) + "/Hkv:" + std::to_string(Hkv) + "/L:" + std::to_string(L) +
-           "/d:" + std::to_string(d);
+           "/d:" + std::to_string(d) + "/kv:" + kv[static_cast<int>(storage)];
   }
-  double bytes() const { return 2.0 * Hkv * L * d * sizeof(float); }
+  // What a step reads: the cache's bytes per token (scales included) × L.
+  double bytes() const {
+    attn::KVCache one({.num_kv_heads = Hkv, .capacity = 0, .head_dim = d, .storage = storage});
+    return static_cast<double>(one.bytes_per_token()) * static_cast<double>(L);
+  }
 };
 
-// One cache per shape, filled once (its contents do not change the timing).
+// One cache per shape, filled once (its contents do not change the timing),
+// and a float buffer of the same byte count for the plain read.
 struct Setup {
   attn::KVCache cache;
   attn::Tensor<float> query;  // [1, Hq, 1, d]
+  std::vector<float> yardstick;
   explicit Setup(const Shape& s)
-      : cache({.batch = 1, .num_kv_heads = s.Hkv, .capacity = s.L, .head_dim = s.d}), query({1, s.Hq, 1, s.d}) {
+      : cache({.batch = 1, .num_kv_heads = s.Hkv, .capacity = s.L, .head_dim = s.d, .storage = s.storage}),
+        query({1, s.Hq, 1, s.d}),
+        yardstick(static_cast<size_t>(s.bytes() / 4 / 4096) * 4096, 1.0f) {
     std::mt19937 gen(1);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     const int64_t piece = 512;
@@ -113,7 +125,8 @@ double timed_read(ReadCtx& c) {
 template <class Kernel>
 void run_paired(benchmark::State& state, const Shape& s, Kernel kernel) {
   Setup& st = setup_for(s);
-  ReadCtx c{st.cache.key_storage(0).data(), st.cache.value_storage(0).data(), s.Hkv * s.L * s.d, 32, {}};
+  const int64_t half = static_cast<int64_t>(st.yardstick.size()) / 2;
+  ReadCtx c{st.yardstick.data(), st.yardstick.data() + half, half, 32, {}};
   timed_read(c);  // warm-up: pages, pool threads, workspaces
   kernel();
   double read_time = 0, kernel_time = 0;
@@ -165,11 +178,15 @@ void bm_flash_decode(benchmark::State& state, Shape s) {
 }
 
 void register_benchmarks() {
-  for (const Shape& s : {Shape{32, 32, 16384, 128}, Shape{32, 8, 16384, 128}}) {
-    benchmark::RegisterBenchmark(("BM_Decode/" + s.name()).c_str(), bm_decode, s)
-        ->Unit(benchmark::kMillisecond)
-        ->UseManualTime();
-    benchmark::RegisterBenchmark(("BM_FlashDecode/" + s.name()).c_str(), bm_flash_decode, s)
+  for (const Shape& base : {Shape{32, 32, 16384, 128}, Shape{32, 8, 16384, 128}}) {
+    for (attn::KVStorage storage : {attn::KVStorage::Float32, attn::KVStorage::BFloat16, attn::KVStorage::Int8}) {
+      Shape s = base;
+      s.storage = storage;
+      benchmark::RegisterBenchmark(("BM_Decode/" + s.name()).c_str(), bm_decode, s)
+          ->Unit(benchmark::kMillisecond)
+          ->UseManualTime();
+    }
+    benchmark::RegisterBenchmark(("BM_FlashDecode/" + base.name()).c_str(), bm_flash_decode, base)
         ->Unit(benchmark::kMillisecond)
         ->UseManualTime();
   }

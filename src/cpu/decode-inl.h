@@ -41,7 +41,7 @@
 //
 // Buffers (per thread scratch, floats):
 //   q [R][Dkp]  the item's query rows, copied to unit stride (Dkp = Dk rounded to vectors)
-//   stage [kBlock][max(Dkp, Dvp)]  bf16/int8 storage: the block's K, then V rows, widened
+//   stage [kStageRows][max(Dkp, Dvp)]  bf16/int8 storage: K, then V rows, widened
 //   s [R][kBlock] scores, then weights P, of the block in hand
 //   o [R][Dvp]  running output;  m, l, alpha [R]  running max, sum, rescale
 
@@ -83,6 +83,7 @@ using VF = hn::Vec<DF>;
 // the same, 80-92% of a plain read at 32/8 heads, within this VM's noise.)
 constexpr int64_t kBlock = 64;
 constexpr int64_t kPrefetchKeys = 16;  // how far ahead K and V rows are prefetched
+constexpr int64_t kStageRows = 16;     // bf16/int8 rows widened at a time (see DecodeItem)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -415,7 +416,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
   float* m = o + R * c.Dvp;                                // [R]
   float* l = m + RoundUp(R, 16);                           // [R]
   float* alpha = l + RoundUp(R, 16);                       // [R]
-  float* stage = alpha + RoundUp(R, 16);                   // [kBlock][max(Dkp, Dvp)]
+  float* stage = alpha + RoundUp(R, 16);                   // [kStageRows][max(Dkp, Dvp)]
   const int64_t stage_stride = std::max(c.Dkp, c.Dvp);
   auto head_of = [&](int64_t r) { return g * p.group + r / p.Lq; };
   auto row_of = [&](int64_t r) { return r % p.Lq; };
@@ -476,9 +477,15 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     // gives the same bits as a contiguous one), and never cross a page.
     count = std::min(kBlock - jb % kBlock, j1 - jb);
     if (p.page_size > 0) count = std::min(count, p.page_size - jb % p.page_size);
-    int64_t ks = 0, vs = 0;
-    const float* krows = rows(p.k, p.k_stride, p.k_scale, p.k_scale_stride, p.Dk, jb, count, &ks);
-    BlockScores(q, c.Dkp, R, krows, ks, count, p.Dk, s);
+    // S = Q·Kᵀ; bf16/int8 keys are widened kStageRows at a time (8 KiB at
+    // d = 128), so the stage stays a small part of L1 and does not evict the
+    // key rows prefetched ahead.
+    for (int64_t j = 0, n = 0; j < count; j += n) {
+      n = p.kv_type == 0 ? count : std::min(kStageRows, count - j);
+      int64_t ks = 0;
+      const float* krows = rows(p.k, p.k_stride, p.k_scale, p.k_scale_stride, p.Dk, jb + j, n, &ks);
+      BlockScores(q, c.Dkp, R, krows, ks, n, p.Dk, s + j);
+    }
     // Every row sees every key of the block: no −∞ to place.
     const bool full = last.lo <= jb && jb + count <= first.hi;
     const bool plain = full && p.softcap == 0 && !p.alibi;
@@ -493,11 +500,16 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
         for (int64_t x = 0; x < c.Dvp; x += N) hn::Store(hn::Mul(a, hn::Load(d, orow + x)), d, orow + x);
       }
     }
-    const float* vrows = rows(p.v, p.v_stride, p.v_scale, p.v_scale_stride, p.Dv, jb, count, &vs);
-    if (full)
-      BlockPV(s, R, vrows, vs, count, p.Dv, o, c.Dvp);
-    else
-      BlockPVMasked(s, R, vrows, vs, count, p.Dv, o, c.Dvp);
+    // O += P·V, values widened the same way.
+    for (int64_t j = 0, n = 0; j < count; j += n) {
+      n = p.kv_type == 0 ? count : std::min(kStageRows, count - j);
+      int64_t vs = 0;
+      const float* vrows = rows(p.v, p.v_stride, p.v_scale, p.v_scale_stride, p.Dv, jb + j, n, &vs);
+      if (full)
+        BlockPV(s + j, R, vrows, vs, n, p.Dv, o, c.Dvp);
+      else
+        BlockPVMasked(s + j, R, vrows, vs, n, p.Dv, o, c.Dvp);
+    }
   }
 
   // The partial result of this chunk: out_c = O / l, lse_c = m + log l.
@@ -522,7 +534,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
 int64_t DecodeScratchFloats(const DecodeParams& p) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
   const int64_t R = p.group * p.Lq;
-  const int64_t stage = p.kv_type == 0 ? 0 : decode::kBlock * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
+  const int64_t stage = p.kv_type == 0 ? 0 : decode::kStageRows * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
   return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) +
          stage + 16;
 }
