@@ -60,6 +60,7 @@
 #include <utility>
 #include <vector>
 
+#include "attn/rope.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/tensor.hpp"
 
@@ -109,6 +110,13 @@ class KVCache {
   /// Appends Lnew tokens to sequence `batch_index` only (varlen batches):
   /// key [Hkv, Lnew, Dk], value [Hkv, Lnew, Dv].
   void append(int64_t layer, int64_t batch_index, const Tensor<float>& key, const Tensor<float>& value);
+  /// The same with RoPE fused in: each key is rotated at its cache position
+  /// (the sequence's length before the append + t) as it is written — one
+  /// pass, no rotated copy; values are stored as given. Bit-identical to
+  /// appending apply_rope(key, length) (ValueError for bad rope options).
+  void append(int64_t layer, const Tensor<float>& key, const Tensor<float>& value, const RopeOptions& rope);
+  void append(int64_t layer, int64_t batch_index, const Tensor<float>& key, const Tensor<float>& value,
+              const RopeOptions& rope);
 
   /// Tokens held by sequence b in `layer`.
   int64_t length(int64_t layer, int64_t b) const;
@@ -181,8 +189,14 @@ class KVCache {
   void drop_pages(int64_t layer, int64_t b, int64_t length);
   void reserve_pages(int64_t layer, int64_t b, int64_t length);
   void check_pages(const char* fn, int64_t layer, int64_t need, int64_t freed) const;
-  // Stores src [Hkv, Lnew, D] at sequence b's positions start.. of `plane`.
-  void write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start);
+  // Stores src [Hkv, Lnew, D] at sequence b's positions start.. of `plane`,
+  // each row rotated at its position first when `rope` is given.
+  void write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start,
+                    const RopeOptions* rope = nullptr);
+  void append_all(const char* fn, int64_t layer, const Tensor<float>& key, const Tensor<float>& value,
+                  const RopeOptions* rope);
+  void append_one(const char* fn, int64_t layer, int64_t b, const Tensor<float>& key, const Tensor<float>& value,
+                  const RopeOptions* rope);
   // Int8: re-quantises the group of sequence b holding positions [gs, gs + n) from the shadow.
   void quantise_group(Plane& plane, int64_t layer, int64_t b, int64_t h, int64_t gs, int64_t n);
   // Where position t of sequence b lives: {b or page, row}; page −1 = dropped.
@@ -214,6 +228,18 @@ class KVCache {
 /// from the thread count, so results are bit-identical for any thread count).
 SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                    const SdpaOptions<float>& options = {}, int64_t split_keys = 0);
+
+/// The same with RoPE fused in: query row i of sequence b is rotated at its
+/// position length(layer, b) − Lq + i (the newest tokens, whatever the
+/// causal alignment) as the step copies the query into its working buffer,
+/// so a decode loop needs no apply_rope pass and no rotated tensor:
+///   cache.append(layer, k_new, v_new, rope);   // keys rotated as written
+///   attention_decode(q_new, cache, layer, opts, rope);
+/// equals attention_decode(apply_rope(q_new, positions), ...) on a cache
+/// filled with apply_rope(k) bit for bit.
+SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                   const SdpaOptions<float>& options, const RopeOptions& rope,
+                                   int64_t split_keys = 0);
 
 /// The readable twin of attention_decode (the specification it is tested
 /// against): scaled_dot_product_attention on each sequence's filled views.

@@ -17,9 +17,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "cpu/decode.hpp"
+#include "inference/rope_row.hpp"
 
 namespace attn {
 namespace {
@@ -187,31 +189,41 @@ std::pair<int64_t, int64_t> KVCache::locate(int64_t layer, int64_t b, int64_t t)
   return {page_tables_[layer][b][static_cast<size_t>(t / ps)], t % ps};
 }
 
-void KVCache::write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start) {
+void KVCache::write_tokens(const Tensor<float>& src, Plane& plane, int64_t layer, int64_t b, int64_t start,
+                           const RopeOptions* rope) {
   const int64_t H = src.size(0), L = src.size(1), D = src.size(2), G = config_.quant_group;
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t t = 0; t < L; ++t) {
-      const int64_t pos = start + t;
-      const auto [i0, row] = locate(layer, b, pos);
+  std::optional<detail::RopeTable> table;
+  if (rope) table.emplace(*rope, D, "KVCache::append");
+  std::vector<float> row(static_cast<size_t>(D)), c(static_cast<size_t>(D / 2 + 1)), s(c.size());
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t pos = start + t;
+    const auto [i0, dst] = locate(layer, b, pos);
+    if (table) table->angles(pos, +1.0, c.data(), s.data());
+    for (int64_t h = 0; h < H; ++h) {
+      // The row as it will be stored: src[h, t, :], rotated at pos if asked.
+      const float* x = &src(h, t, 0);
+      if (table)
+        table->rotate(x, src.stride(2), c.data(), s.data(), row.data());
+      else
+        for (int64_t d = 0; d < D; ++d) row[static_cast<size_t>(d)] = x[d * src.stride(2)];
       switch (config_.storage) {
         case KVStorage::Float32:
-          if (i0 >= 0)
-            for (int64_t x = 0; x < D; ++x) plane.f32(i0, h, row, x) = src(h, t, x);
+          if (i0 >= 0) std::copy(row.begin(), row.end(), &plane.f32(i0, h, dst, 0));
           break;
         case KVStorage::BFloat16:
           if (i0 >= 0)
-            for (int64_t x = 0; x < D; ++x) plane.bf16(i0, h, row, x) = to_bfloat16_bits(src(h, t, x));
+            for (int64_t d = 0; d < D; ++d) plane.bf16(i0, h, dst, d) = to_bfloat16_bits(row[static_cast<size_t>(d)]);
           break;
-        case KVStorage::Int8: {
+        case KVStorage::Int8:
           // The row joins its group's float shadow; the group is re-encoded
           // when it is full or the append ends (a token before the window,
           // on a dropped page, is never stored: its whole group is dropped).
-          for (int64_t x = 0; x < D; ++x) plane.shadow(b, h, pos % G, x) = src(h, t, x);
+          std::copy(row.begin(), row.end(), &plane.shadow(b, h, pos % G, 0));
           if ((pos % G == G - 1 || t == L - 1) && i0 >= 0) quantise_group(plane, layer, b, h, pos - pos % G, pos % G + 1);
           break;
-        }
       }
     }
+  }
 }
 
 // Per channel d of the group's n rows: s_d = max_t |x_td| / 127 and
@@ -302,7 +314,21 @@ void KVCache::check_batch_index(const char* fn, int64_t b) const {
 }
 
 void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float>& value) {
-  const char* fn = "KVCache::append";
+  append_all("KVCache::append", layer, key, value, nullptr);
+}
+void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float>& value, const RopeOptions& rope) {
+  append_all("KVCache::append", layer, key, value, &rope);
+}
+void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const Tensor<float>& value) {
+  append_one("KVCache::append", layer, b, key, value, nullptr);
+}
+void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const Tensor<float>& value,
+                     const RopeOptions& rope) {
+  append_one("KVCache::append", layer, b, key, value, &rope);
+}
+
+void KVCache::append_all(const char* fn, int64_t layer, const Tensor<float>& key, const Tensor<float>& value,
+                         const RopeOptions* rope) {
   check_layer(fn, layer);
   const int64_t B = config_.batch, H = config_.num_kv_heads;
   const bool key_ok = key.defined() && key.dim() == 4 && key.size(0) == B && key.size(1) == H &&
@@ -318,6 +344,7 @@ void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float
   // Check every sequence before writing any, so a failed append changes nothing.
   check_finite(fn, "key", key);
   check_finite(fn, "value", value);
+  if (rope) (void)detail::RopeTable(*rope, config_.head_dim, fn);  // bad options: refused before any write
   for (int64_t b = 0; b < B; ++b)
     if (lengths_[layer][b] + L > config_.capacity)
       throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " of layer " + std::to_string(layer) +
@@ -335,14 +362,14 @@ void KVCache::append(int64_t layer, const Tensor<float>& key, const Tensor<float
     for (int64_t b = 0; b < B; ++b) reserve_pages(layer, b, lengths_[layer][b] + L);
   }
   for (int64_t b = 0; b < B; ++b) {
-    write_tokens(key.select(0, b), keys_[layer], layer, b, lengths_[layer][b]);
+    write_tokens(key.select(0, b), keys_[layer], layer, b, lengths_[layer][b], rope);
     write_tokens(value.select(0, b), values_[layer], layer, b, lengths_[layer][b]);
     lengths_[layer][b] += L;
   }
 }
 
-void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const Tensor<float>& value) {
-  const char* fn = "KVCache::append";
+void KVCache::append_one(const char* fn, int64_t layer, int64_t b, const Tensor<float>& key,
+                         const Tensor<float>& value, const RopeOptions* rope) {
   check_layer(fn, layer);
   check_batch_index(fn, b);
   const int64_t H = config_.num_kv_heads;
@@ -361,6 +388,7 @@ void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const T
                      " more exceed the capacity " + std::to_string(config_.capacity));
   check_finite(fn, "key", key);
   check_finite(fn, "value", value);
+  if (rope) (void)detail::RopeTable(*rope, config_.head_dim, fn);  // bad options: refused before any write
   if (paged()) {
     int64_t freed = 0;
     const int64_t need = pages_needed(layer, b, lengths_[layer][b] + L, &freed);
@@ -368,7 +396,7 @@ void KVCache::append(int64_t layer, int64_t b, const Tensor<float>& key, const T
     drop_pages(layer, b, lengths_[layer][b] + L);
     reserve_pages(layer, b, lengths_[layer][b] + L);
   }
-  write_tokens(key, keys_[layer], layer, b, lengths_[layer][b]);
+  write_tokens(key, keys_[layer], layer, b, lengths_[layer][b], rope);
   write_tokens(value, values_[layer], layer, b, lengths_[layer][b]);
   lengths_[layer][b] += L;
 }
@@ -515,9 +543,24 @@ void check_decode_arguments(const char* fn, const Tensor<float>& query, const KV
 
 }  // namespace
 
+namespace {
+SdpaResult<float> decode_step(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                              const SdpaOptions<float>& options, const RopeOptions* rope, int64_t split_keys);
+}  // namespace
+
 SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                    const SdpaOptions<float>& options, int64_t split_keys) {
-  const char* fn = "attention_decode";
+  return decode_step("attention_decode", query, cache, layer, options, nullptr, split_keys);
+}
+
+SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                   const SdpaOptions<float>& options, const RopeOptions& rope, int64_t split_keys) {
+  return decode_step("attention_decode", query, cache, layer, options, &rope, split_keys);
+}
+
+namespace {
+SdpaResult<float> decode_step(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                              const SdpaOptions<float>& options, const RopeOptions* rope, int64_t split_keys) {
   check_decode_arguments(fn, query, cache, layer, options);
   // A sliding-window cache: the first query row must not see a dropped token.
   for (int64_t b = 0; b < cache.config().batch; ++b) {
@@ -544,7 +587,28 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
       std::copy(t.begin(), t.end(), table.begin() + b * std::max<int64_t>(max_pages, 1));
     }
   }
-  cpu::SplitKVResult r = cpu::split_kv_decode(query, cache.raw_layer(layer), cache.config().num_kv_heads,
+  // RoPE: the query rows rotated at their positions into a reused buffer
+  // (the kernel copies its rows from there as it would from `query`).
+  Tensor<float> q = query;
+  if (rope) {
+    static thread_local std::vector<float> rotated;
+    const int64_t B = query.size(0), H = query.size(1), Lq = query.size(2), D = query.size(3);
+    const detail::RopeTable table(*rope, D, fn);
+    rotated.resize(static_cast<size_t>(std::max<int64_t>(1, B * H * Lq * D)));
+    q = Tensor<float>::from_blob(rotated.data(), {B, H, Lq, D});
+    std::vector<float> c(static_cast<size_t>(D / 2 + 1)), s(c.size());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < Lq; ++i) {
+        const int64_t pos = cache.length(layer, b) - Lq + i;
+        if (pos < 0)
+          throw ValueError(prefix(fn) + "sequence " + std::to_string(b) + " holds " +
+                           std::to_string(cache.length(layer, b)) + " tokens, fewer than the " + std::to_string(Lq) +
+                           " query rows; append the new keys and values before the step");
+        table.angles(pos, +1.0, c.data(), s.data());
+        for (int64_t h = 0; h < H; ++h) table.rotate(&query(b, h, i, 0), query.stride(3), c.data(), s.data(), &q(b, h, i, 0));
+      }
+  }
+  cpu::SplitKVResult r = cpu::split_kv_decode(q, cache.raw_layer(layer), cache.config().num_kv_heads,
                                               cache.value_dim(), cache.lengths(layer), options, split_keys,
                                               /*keep_partials=*/false,
                                               cache.config().page_size, cache.paged() ? table.data() : nullptr,
@@ -554,6 +618,7 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
   out.lse = r.lse;
   return out;
 }
+}  // namespace
 
 SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                              const SdpaOptions<float>& options) {

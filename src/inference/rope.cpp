@@ -4,10 +4,14 @@
 //   x          [B, H, L, D]   any strides
 //   positions  [L] or [B, L]  (or start_pos + l)
 //   cos, sin   [R/2]          for one (b, l) row, computed in double, rounded to T
+// The per-row arithmetic is detail::RopeTable (inference/rope_row.hpp), shared
+// with the KV cache's fused append and the decode step.
 //   y          [B, H, L, D]   contiguous
 // The forward rotates by +p·ω_i, the backward by −p·ω_i (the transpose of a
 // rotation is its inverse), so both are one function with a sign.
 #include "attn/rope.hpp"
+
+#include "inference/rope_row.hpp"
 
 #include <cmath>
 #include <string>
@@ -17,73 +21,43 @@ namespace attn {
 
 namespace {
 
-// Validates x and the options; returns R (the rotary dim).
+// Validates x and the options; returns the frequency table.
 template <class T>
-int64_t check_rope(const Tensor<T>& x, const RopeOptions& o, const char* who) {
+detail::RopeTable check_rope(const Tensor<T>& x, const RopeOptions& o, const char* who) {
   if (!x.defined() || x.dim() != 4)
     throw ShapeError(std::string(who) + ": x has shape " + (x.defined() ? shape_str(x.shape()) : "undefined") +
                      ", expected rank 4 [batch, heads, seq, head_dim]");
-  const int64_t D = x.size(3);
-  const int64_t R = o.rotary_dim == -1 ? D : o.rotary_dim;
-  if (R < 0 || R > D || R % 2 != 0)
-    throw ValueError(std::string(who) + ": rotary_dim = " + std::to_string(o.rotary_dim) +
-                     ", expected an even number in [0, head_dim = " + std::to_string(D) + "] or -1 (for x of shape " +
-                     shape_str(x.shape()) + ")");
-  if (!(std::isfinite(o.theta) && o.theta > 0))
-    throw ValueError(std::string(who) + ": theta = " + std::to_string(o.theta) + ", expected a finite number > 0");
-  return R;
+  return detail::RopeTable(o, x.size(3), std::string(who) + " (x of shape " + shape_str(x.shape()) + ")");
 }
 
 // The shared body. pos(b, l) gives a token's position; sign = +1 forward, −1 backward.
 template <class T, class PosFn>
-Tensor<T> rotate(const Tensor<T>& x, const PosFn& pos, const RopeOptions& o, int64_t R, double sign) {
+Tensor<T> rotate(const Tensor<T>& x, const PosFn& pos, const detail::RopeTable& table, double sign) {
   const int64_t B = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
-  const int64_t half = R / 2;
-  // ω_i = theta^(−2i/R), in double.
-  std::vector<double> inv_freq(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[static_cast<size_t>(i)] = std::pow(o.theta, -2.0 * static_cast<double>(i) / static_cast<double>(R));
   Tensor<T> y({B, H, L, D});
-  std::vector<T> c(static_cast<size_t>(half)), s(static_cast<size_t>(half));  // [R/2] each
+  std::vector<T> c(static_cast<size_t>(table.R / 2 + 1)), s(c.size());  // [R/2] each
   const int64_t sb = x.stride(0), sh = x.stride(1), sl = x.stride(2), sd = x.stride(3);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t l = 0; l < L; ++l) {
-      const double p = static_cast<double>(pos(b, l));
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = p * inv_freq[static_cast<size_t>(i)];
-        c[static_cast<size_t>(i)] = static_cast<T>(std::cos(angle));
-        s[static_cast<size_t>(i)] = static_cast<T>(sign * std::sin(angle));
-      }
-      for (int64_t h = 0; h < H; ++h) {
-        const T* xr = x.data() + b * sb + h * sh + l * sl;  // x[b, h, l, :] with stride sd
-        T* yr = y.data() + ((b * H + h) * L + l) * D;       // y[b, h, l, :] contiguous
-        for (int64_t i = 0; i < half; ++i) {
-          // pair (ia, ib) of the layout
-          const int64_t ia = o.layout == RopeLayout::Half ? i : 2 * i;
-          const int64_t ib = o.layout == RopeLayout::Half ? i + half : 2 * i + 1;
-          const T xa = xr[ia * sd], xb = xr[ib * sd];
-          const T ci = c[static_cast<size_t>(i)], si = s[static_cast<size_t>(i)];
-          yr[ia] = xa * ci - xb * si;
-          yr[ib] = xb * ci + xa * si;
-        }
-        for (int64_t d = R; d < D; ++d) yr[d] = xr[d * sd];  // partial rotary: the rest passes through
-      }
+      table.angles(pos(b, l), sign, c.data(), s.data());
+      for (int64_t h = 0; h < H; ++h)  // x[b, h, l, :] (stride sd) → y[b, h, l, :] (contiguous)
+        table.rotate(x.data() + b * sb + h * sh + l * sl, sd, c.data(), s.data(), y.data() + ((b * H + h) * L + l) * D);
     }
   return y;
 }
 
 template <class T>
 Tensor<T> rope_start(const Tensor<T>& x, int64_t start_pos, const RopeOptions& o, double sign, const char* who) {
-  const int64_t R = check_rope(x, o, who);
+  const detail::RopeTable table = check_rope(x, o, who);
   if (start_pos < 0)
     throw ValueError(std::string(who) + ": start_pos = " + std::to_string(start_pos) + ", expected >= 0");
-  return rotate(x, [start_pos](int64_t, int64_t l) { return start_pos + l; }, o, R, sign);
+  return rotate(x, [start_pos](int64_t, int64_t l) { return start_pos + l; }, table, sign);
 }
 
 template <class T>
 Tensor<T> rope_positions(const Tensor<T>& x, const Tensor<int64_t>& positions, const RopeOptions& o, double sign,
                          const char* who) {
-  const int64_t R = check_rope(x, o, who);
+  const detail::RopeTable table = check_rope(x, o, who);
   const int64_t B = x.size(0), L = x.size(2);
   const bool ok = positions.defined() && ((positions.dim() == 1 && positions.size(0) == L) ||
                                           (positions.dim() == 2 && positions.size(0) == B && positions.size(1) == L));
@@ -96,7 +70,7 @@ Tensor<T> rope_positions(const Tensor<T>& x, const Tensor<int64_t>& positions, c
   for (int64_t i = 0; i < p2.numel(); ++i)
     if (p2.flat(i) < 0)
       throw ValueError(std::string(who) + ": positions holds " + std::to_string(p2.flat(i)) + ", expected >= 0");
-  return rotate(x, [&p2](int64_t b, int64_t l) { return p2(b, l); }, o, R, sign);
+  return rotate(x, [&p2](int64_t b, int64_t l) { return p2(b, l); }, table, sign);
 }
 
 }  // namespace
