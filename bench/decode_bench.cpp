@@ -13,6 +13,8 @@
 //                     src/cpu/decode*) on a float32, bfloat16 or int8 cache
 //   BM_FlashDecode    the prefill kernel's own few-rows path on the float32
 //                     views (src/cpu/flash_attention*, parallel over KV heads only)
+//   BM_RopeStep       a step with RoPE: apply_rope passes vs RoPE fused into
+//                     KVCache::append and attention_decode (see below)
 // Every iteration first reads a buffer of the step's byte count plainly — a
 // sum of every float on --threads threads (the project's pool, 64 ranges,
 // 8 vector accumulators) — then runs the kernel, each timed alone. Counters: GB/s (the kernel),
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "attn/kv_cache.hpp"
+#include "attn/rope.hpp"
 #include "attn/sdpa.hpp"
 #include "attn/threading.hpp"
 #include "cpu/decode.hpp"
@@ -177,7 +180,53 @@ void bm_flash_decode(benchmark::State& state, Shape s) {
   });
 }
 
+// ---- RoPE: separate passes vs fused into append and decode -----------------------------
+// One generation step of Lq new tokens at L ≈ 4096, 32/8 heads, d = 128:
+//   separate: q' = apply_rope(q), k' = apply_rope(k), cache.append(k', v), attention_decode(q')
+//   fused:    cache.append(k, v, rope), attention_decode(q, ..., rope)
+// The cache grows by Lq per iteration (a fixed iteration count keeps it in capacity).
+constexpr int64_t kRopeIterations = 200;
+
+void bm_rope_step(benchmark::State& state, int64_t Lq, bool fused) {
+  attn::set_num_threads(g_threads);
+  const int64_t Hq = 32, Hkv = 8, L = 4096, d = 128;
+  attn::KVCache cache({.num_kv_heads = Hkv, .capacity = L + (kRopeIterations + 1) * Lq, .head_dim = d});
+  std::mt19937 gen(2);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  auto random = [&](const attn::Shape& shape) {
+    attn::Tensor<float> t(shape);
+    for (int64_t n = 0; n < t.numel(); ++n) t.data()[n] = dist(gen);
+    return t;
+  };
+  const attn::RopeOptions rope;
+  cache.append(0, random({1, Hkv, L, d}), random({1, Hkv, L, d}), rope);
+  const attn::Tensor<float> q = random({1, Hq, Lq, d}), k = random({1, Hkv, Lq, d}), v = random({1, Hkv, Lq, d});
+  attn::SdpaOptions<float> o;
+  o.enable_gqa = true;
+  o.is_causal = true;
+  o.causal_alignment = attn::CausalAlignment::BottomRight;
+  for (auto _ : state) {
+    if (fused) {
+      cache.append(0, k, v, rope);
+      auto r = attn::attention_decode(q, cache, 0, o, rope);
+      benchmark::DoNotOptimize(r.output.data());
+    } else {
+      const int64_t start = cache.length(0, 0);
+      cache.append(0, attn::apply_rope(k, start, rope), v);
+      auto r = attn::attention_decode(attn::apply_rope(q, start, rope), cache, 0, o);
+      benchmark::DoNotOptimize(r.output.data());
+    }
+  }
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(Lq), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void register_benchmarks() {
+  for (int64_t Lq : {1, 16})
+    for (bool fused : {false, true})
+      benchmark::RegisterBenchmark(("BM_RopeStep/Lq:" + std::to_string(Lq) + (fused ? "/fused" : "/separate")).c_str(),
+                                   bm_rope_step, Lq, fused)
+          ->Unit(benchmark::kMicrosecond)
+          ->Iterations(kRopeIterations);
   for (const Shape& base : {Shape{32, 32, 16384, 128}, Shape{32, 8, 16384, 128}}) {
     for (attn::KVStorage storage : {attn::KVStorage::Float32, attn::KVStorage::BFloat16, attn::KVStorage::Int8}) {
       Shape s = base;
