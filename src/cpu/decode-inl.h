@@ -17,13 +17,14 @@
 //   * K and V are read along their rows (unit stride along d), from a
 //     contiguous cache or from a paged one (a pool of pages and a page table
 //     per sequence, as vLLM): a block of keys never crosses a page, so
-//     within a block the rows are evenly strided either way. float32 rows
-//     are read in place; bfloat16 and int8 rows are widened to float32 a
-//     block at a time into an L1 "stage" (bf16: the bits shifted up, exact;
-//     int8: q · scale of the row's group and channel) and the same float
-//     kernels run on the stage. Memory traffic is what the storage holds
-//     (1/2 or ~1/4 of float32); the widening is a few instructions per 8
-//     elements, hidden under the memory stream;
+//     within a block the rows are evenly strided either way. Every storage
+//     is read in place and widened in registers (the tiles are templates on
+//     the element type): bf16 exactly (the bits shifted up); int8 as its
+//     integers, with each group's per-channel scales folded into the query
+//     (keys) and applied once per group to its P·V sum (values). Memory
+//     traffic is what the storage holds (1/2 or ~0.28 of float32). (A first
+//     version widened rows into an L1 buffer for the float tiles: bf16 ran
+//     at 37% of the read instead of ~98%.)
 //   * each item returns its partial output (normalised by its own sum) and
 //     its log-sum-exp; merge_partial_row (src/inference/merge.cpp, the body
 //     of the public merge_attention_partials) combines the chunks of a row
@@ -41,7 +42,8 @@
 //
 // Buffers (per thread scratch, floats):
 //   q [R][Dkp]  the item's query rows, copied to unit stride (Dkp = Dk rounded to vectors)
-//   stage [kStageRows][max(Dkp, Dvp)]  bf16/int8 storage: K, then V rows, widened
+//   stage [R][max(Dkp, Dvp)]  int8 storage: the query rows times a group's key
+//               scales, then that group's P·V before its value scales
 //   s [R][kBlock] scores, then weights P, of the block in hand
 //   o [R][Dvp]  running output;  m, l, alpha [R]  running max, sum, rescale
 
@@ -83,12 +85,11 @@ using VF = hn::Vec<DF>;
 // the same, 80-92% of a plain read at 32/8 heads, within this VM's noise.)
 constexpr int64_t kBlock = 64;
 constexpr int64_t kPrefetchKeys = 16;  // how far ahead K and V rows are prefetched
-constexpr int64_t kStageRows = 16;     // bf16/int8 rows widened at a time (see DecodeItem)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Asks for the cache lines of `n` floats at p before they are needed: the
+// Asks for the cache lines of `bytes` bytes at p before they are needed: the
 // score pass prefetches the key rows kPrefetchKeys ahead, the P·V pass the
 // value rows, so each of the two streams stays ahead of its pass across block
 // and page boundaries (where the hardware prefetcher stops). On this shared
@@ -96,42 +97,8 @@ inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // noise; 16 rows (8 KiB at d = 128) did no worse than 64, and prefetching
 // to L2 only (prefetcht1) no better. A prefetch never faults, so running
 // past the end of the cache is harmless.
-inline void PrefetchRow(const float* p, int64_t n) {
-  for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(p + x, 0, 3);
-}
-
 inline void PrefetchBytes(const void* p, int64_t bytes) {
   for (int64_t x = 0; x < bytes; x += 64) __builtin_prefetch(static_cast<const char*>(p) + x, 0, 3);
-}
-
-// bfloat16 row → float32: a bfloat16 is the top half of a float32, so
-// widening is exact (the bits shifted up 16).
-inline void WidenBF16Row(const uint16_t* HWY_RESTRICT src, float* HWY_RESTRICT dst, int64_t D) {
-  const DF d;
-  const hn::Rebind<uint16_t, DF> d16;
-  const hn::Rebind<uint32_t, DF> du32;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  int64_t x = 0;
-  for (; x + N <= D; x += N)
-    hn::StoreU(hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(d16, src + x)))), d, dst + x);
-  for (; x < D; ++x) {
-    const uint32_t u = static_cast<uint32_t>(src[x]) << 16;
-    std::memcpy(dst + x, &u, 4);
-  }
-}
-
-// int8 row → float32: q_x · scale_x, scale the row's group's per-channel scales.
-inline void DequantInt8Row(const int8_t* HWY_RESTRICT src, const float* HWY_RESTRICT scale, float* HWY_RESTRICT dst,
-                           int64_t D) {
-  const DF d;
-  const hn::Rebind<int8_t, DF> d8;
-  const hn::Rebind<int32_t, DF> di32;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  int64_t x = 0;
-  for (; x + N <= D; x += N)
-    hn::StoreU(hn::Mul(hn::ConvertTo(d, hn::PromoteTo(di32, hn::LoadU(d8, src + x))), hn::LoadU(d, scale + x)), d,
-               dst + x);
-  for (; x < D; ++x) dst[x] = static_cast<float>(src[x]) * scale[x];
 }
 
 // The keys [lo, hi) that query row i may see (causality and the window);
@@ -149,18 +116,44 @@ inline KeyRange RowKeys(const DecodeParams& p, int64_t Lk, int64_t diag, int64_t
   return {lo, std::max(lo, hi)};
 }
 
-inline float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+// A vector of K or V elements as float32: float rows load as they are;
+// bfloat16 rows (uint16_t bits) widen exactly (the bits shifted up 16);
+// int8 rows convert to the integers q as floats (their per-channel scales
+// are applied outside the tiles, see DecodeItem). The tiles below are
+// templates on the element type, so quantised storage needs no copy.
+HWY_INLINE VF LoadWide(DF d, const float* HWY_RESTRICT p) { return hn::LoadU(d, p); }
+HWY_INLINE VF LoadWide(DF d, const uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::Rebind<uint32_t, DF> du32;
+  return hn::BitCast(d, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(d16, p))));
+}
+HWY_INLINE VF LoadWide(DF d, const int8_t* HWY_RESTRICT p) {
+  const hn::Rebind<int8_t, DF> d8;
+  const hn::Rebind<int32_t, DF> di32;
+  return hn::ConvertTo(d, hn::PromoteTo(di32, hn::LoadU(d8, p)));
+}
+inline float Widen(float x) { return x; }
+inline float Widen(int8_t x) { return static_cast<float>(x); }
+inline float Widen(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+template <class E>
+inline float Dot(const float* HWY_RESTRICT a, const E* HWY_RESTRICT b, int64_t n) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   VF acc0 = hn::Zero(d), acc1 = hn::Zero(d);
   int64_t x = 0;
   for (; x + 2 * N <= n; x += 2 * N) {
-    acc0 = hn::MulAdd(hn::LoadU(d, a + x), hn::LoadU(d, b + x), acc0);
-    acc1 = hn::MulAdd(hn::LoadU(d, a + x + N), hn::LoadU(d, b + x + N), acc1);
+    acc0 = hn::MulAdd(hn::LoadU(d, a + x), LoadWide(d, b + x), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(d, a + x + N), LoadWide(d, b + x + N), acc1);
   }
-  for (; x + N <= n; x += N) acc0 = hn::MulAdd(hn::LoadU(d, a + x), hn::LoadU(d, b + x), acc0);
+  for (; x + N <= n; x += N) acc0 = hn::MulAdd(hn::LoadU(d, a + x), LoadWide(d, b + x), acc0);
   float dot = hn::GetLane(hn::SumOfLanes(d, hn::Add(acc0, acc1)));
-  for (; x < n; ++x) dot += a[x] * b[x];
+  for (; x < n; ++x) dot += a[x] * Widen(b[x]);
   return dot;
 }
 
@@ -186,33 +179,34 @@ HWY_INLINE void SumOfLanes4(VF a0, VF a1, VF a2, VF a3, float* HWY_RESTRICT out)
 // (unit stride, vector aligned); k_j = k + j·ks. Register tile: 2 query rows
 // × 4 keys = 8 accumulators, 6 loads per 8 FMAs; the 4 key rows are read
 // from memory by the first row pair and from L1 by the others.
-inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, const float* HWY_RESTRICT k,
+template <class E>
+inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, const E* HWY_RESTRICT k,
                         int64_t ks, int64_t count, int64_t Dk, float* HWY_RESTRICT s) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const int64_t dk_vec = Dk / N * N;
   // Four dot products of row qr with keys kj[0..4): lane sums, then the Dk tail.
-  auto finish4 = [&](VF a0, VF a1, VF a2, VF a3, const float* qr, const float* const* kj, float* out) {
+  auto finish4 = [&](VF a0, VF a1, VF a2, VF a3, const float* qr, const E* const* kj, float* out) {
     SumOfLanes4(a0, a1, a2, a3, out);
     for (int64_t x = dk_vec; x < Dk; ++x)
-      for (int t = 0; t < 4; ++t) out[t] += qr[x] * kj[t][x];
+      for (int t = 0; t < 4; ++t) out[t] += qr[x] * Widen(kj[t][x]);
   };
   int64_t j = 0;
   for (; j + 4 <= count; j += 4) {
-    const float* k0 = k + j * ks;
-    const float* k1 = k0 + ks;
-    const float* k2 = k1 + ks;
-    const float* k3 = k2 + ks;
-    const float* const keys[4] = {k0, k1, k2, k3};
-    for (int64_t a = 0; a < 4; ++a) PrefetchRow(k0 + (kPrefetchKeys + a) * ks, Dk);
+    const E* k0 = k + j * ks;
+    const E* k1 = k0 + ks;
+    const E* k2 = k1 + ks;
+    const E* k3 = k2 + ks;
+    const E* const keys[4] = {k0, k1, k2, k3};
+    for (int64_t a = 0; a < 4; ++a) PrefetchBytes(k0 + (kPrefetchKeys + a) * ks, Dk * static_cast<int64_t>(sizeof(E)));
     int64_t r = 0;
     for (; r + 2 <= R; r += 2) {
       const float* qa = q + r * qs;
       const float* qb = qa + qs;
       VF a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
       for (int64_t x = 0; x < dk_vec; x += N) {
-        const VF x0 = hn::LoadU(d, k0 + x), x1 = hn::LoadU(d, k1 + x), x2 = hn::LoadU(d, k2 + x),
-                 x3 = hn::LoadU(d, k3 + x);
+        const VF x0 = LoadWide(d, k0 + x), x1 = LoadWide(d, k1 + x), x2 = LoadWide(d, k2 + x),
+                 x3 = LoadWide(d, k3 + x);
         const VF ya = hn::Load(d, qa + x), yb = hn::Load(d, qb + x);
         a0 = hn::MulAdd(ya, x0, a0), a1 = hn::MulAdd(ya, x1, a1), a2 = hn::MulAdd(ya, x2, a2),
         a3 = hn::MulAdd(ya, x3, a3);
@@ -227,10 +221,10 @@ inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, cons
       VF a0 = hn::Zero(d), a1 = a0, a2 = a0, a3 = a0;
       for (int64_t x = 0; x < dk_vec; x += N) {
         const VF ya = hn::Load(d, qa + x);
-        a0 = hn::MulAdd(ya, hn::LoadU(d, k0 + x), a0);
-        a1 = hn::MulAdd(ya, hn::LoadU(d, k1 + x), a1);
-        a2 = hn::MulAdd(ya, hn::LoadU(d, k2 + x), a2);
-        a3 = hn::MulAdd(ya, hn::LoadU(d, k3 + x), a3);
+        a0 = hn::MulAdd(ya, LoadWide(d, k0 + x), a0);
+        a1 = hn::MulAdd(ya, LoadWide(d, k1 + x), a1);
+        a2 = hn::MulAdd(ya, LoadWide(d, k2 + x), a2);
+        a3 = hn::MulAdd(ya, LoadWide(d, k3 + x), a3);
       }
       finish4(a0, a1, a2, a3, qa, keys, s + r * kBlock + j);
     }
@@ -245,18 +239,19 @@ inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, cons
 // and stored once per 4 keys. (A version that kept 2 rows × 32 columns of
 // the output in registers for the whole block, walking V by columns, did as
 // well from L2 but worse from memory: it reads V rows out of order.)
-inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RESTRICT v, int64_t vs, int64_t count,
+template <class E>
+inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const E* HWY_RESTRICT v, int64_t vs, int64_t count,
                     int64_t Dv, float* HWY_RESTRICT o, int64_t os) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const int64_t dv_vec = Dv / N * N;
   int64_t j = 0;
   for (; j + 4 <= count; j += 4) {
-    const float* v0 = v + j * vs;
-    const float* v1 = v0 + vs;
-    const float* v2 = v1 + vs;
-    const float* v3 = v2 + vs;
-    for (int64_t a = 0; a < 4; ++a) PrefetchRow(v0 + (kPrefetchKeys + a) * vs, Dv);
+    const E* v0 = v + j * vs;
+    const E* v1 = v0 + vs;
+    const E* v2 = v1 + vs;
+    const E* v3 = v2 + vs;
+    for (int64_t a = 0; a < 4; ++a) PrefetchBytes(v0 + (kPrefetchKeys + a) * vs, Dv * static_cast<int64_t>(sizeof(E)));
     int64_t r = 0;
     for (; r + 2 <= R; r += 2) {
       const float* pa = s + r * kBlock + j;
@@ -266,8 +261,8 @@ inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RES
       float* oa = o + r * os;
       float* ob = oa + os;
       for (int64_t x = 0; x < dv_vec; x += N) {
-        const VF x0 = hn::LoadU(d, v0 + x), x1 = hn::LoadU(d, v1 + x), x2 = hn::LoadU(d, v2 + x),
-                 x3 = hn::LoadU(d, v3 + x);
+        const VF x0 = LoadWide(d, v0 + x), x1 = LoadWide(d, v1 + x), x2 = LoadWide(d, v2 + x),
+                 x3 = LoadWide(d, v3 + x);
         VF ya = hn::Load(d, oa + x), yb = hn::Load(d, ob + x);
         ya = hn::MulAdd(pa0, x0, ya), ya = hn::MulAdd(pa1, x1, ya), ya = hn::MulAdd(pa2, x2, ya),
         ya = hn::MulAdd(pa3, x3, ya);
@@ -277,8 +272,8 @@ inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RES
         hn::Store(yb, d, ob + x);
       }
       for (int64_t x = dv_vec; x < Dv; ++x) {
-        oa[x] += pa[0] * v0[x] + pa[1] * v1[x] + pa[2] * v2[x] + pa[3] * v3[x];
-        ob[x] += pb[0] * v0[x] + pb[1] * v1[x] + pb[2] * v2[x] + pb[3] * v3[x];
+        oa[x] += pa[0] * Widen(v0[x]) + pa[1] * Widen(v1[x]) + pa[2] * Widen(v2[x]) + pa[3] * Widen(v3[x]);
+        ob[x] += pb[0] * Widen(v0[x]) + pb[1] * Widen(v1[x]) + pb[2] * Widen(v2[x]) + pb[3] * Widen(v3[x]);
       }
     }
     if (r < R) {
@@ -287,22 +282,22 @@ inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RES
       float* oa = o + r * os;
       for (int64_t x = 0; x < dv_vec; x += N) {
         VF ya = hn::Load(d, oa + x);
-        ya = hn::MulAdd(pa0, hn::LoadU(d, v0 + x), ya);
-        ya = hn::MulAdd(pa1, hn::LoadU(d, v1 + x), ya);
-        ya = hn::MulAdd(pa2, hn::LoadU(d, v2 + x), ya);
-        ya = hn::MulAdd(pa3, hn::LoadU(d, v3 + x), ya);
+        ya = hn::MulAdd(pa0, LoadWide(d, v0 + x), ya);
+        ya = hn::MulAdd(pa1, LoadWide(d, v1 + x), ya);
+        ya = hn::MulAdd(pa2, LoadWide(d, v2 + x), ya);
+        ya = hn::MulAdd(pa3, LoadWide(d, v3 + x), ya);
         hn::Store(ya, d, oa + x);
       }
-      for (int64_t x = dv_vec; x < Dv; ++x) oa[x] += pa[0] * v0[x] + pa[1] * v1[x] + pa[2] * v2[x] + pa[3] * v3[x];
+      for (int64_t x = dv_vec; x < Dv; ++x) oa[x] += pa[0] * Widen(v0[x]) + pa[1] * Widen(v1[x]) + pa[2] * Widen(v2[x]) + pa[3] * Widen(v3[x]);
     }
   }
   for (; j < count; ++j) {
-    const float* vj = v + j * vs;
+    const E* vj = v + j * vs;
     for (int64_t r = 0; r < R; ++r) {
       const VF w = hn::Set(d, s[r * kBlock + j]);
       float* orow = o + r * os;
-      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(w, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
-      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += s[r * kBlock + j] * vj[x];
+      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(w, LoadWide(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += s[r * kBlock + j] * Widen(vj[x]);
     }
   }
 }
@@ -310,20 +305,21 @@ inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RES
 // The same sum for a block at the edge of some row's causal or window band:
 // a weight of 0 (a hidden key) is skipped, so that a NaN or Inf stored at a
 // hidden position can never reach the output.
-inline void BlockPVMasked(const float* HWY_RESTRICT s, int64_t R, const float* HWY_RESTRICT v, int64_t vs,
+template <class E>
+inline void BlockPVMasked(const float* HWY_RESTRICT s, int64_t R, const E* HWY_RESTRICT v, int64_t vs,
                           int64_t count, int64_t Dv, float* HWY_RESTRICT o, int64_t os) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   const int64_t dv_vec = Dv / N * N;
   for (int64_t j = 0; j < count; ++j) {
-    const float* vj = v + j * vs;
+    const E* vj = v + j * vs;
     for (int64_t r = 0; r < R; ++r) {
       const float w = s[r * kBlock + j];
       if (w == 0.0f) continue;
       const VF wv = hn::Set(d, w);
       float* orow = o + r * os;
-      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(wv, hn::LoadU(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
-      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += w * vj[x];
+      for (int64_t x = 0; x < dv_vec; x += N) hn::Store(hn::MulAdd(wv, LoadWide(d, vj + x), hn::Load(d, orow + x)), d, orow + x);
+      for (int64_t x = dv_vec; x < Dv; ++x) orow[x] += w * Widen(vj[x]);
     }
   }
 }
@@ -416,8 +412,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
   float* m = o + R * c.Dvp;                                // [R]
   float* l = m + RoundUp(R, 16);                           // [R]
   float* alpha = l + RoundUp(R, 16);                       // [R]
-  float* stage = alpha + RoundUp(R, 16);                   // [kStageRows][max(Dkp, Dvp)]
-  const int64_t stage_stride = std::max(c.Dkp, c.Dvp);
+  float* stage = alpha + RoundUp(R, 16);                   // int8: [R][max(Dkp, Dvp)]
   auto head_of = [&](int64_t r) { return g * p.group + r / p.Lq; };
   auto row_of = [&](int64_t r) { return r % p.Lq; };
 
@@ -442,34 +437,12 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     }
     std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * c.Dvp));
   }
-  // Rows jb..jb+count−1 of key/value head g as float rows (one block: never
-  // past the end of jb's page or of the sequence); *stride gets their row
-  // stride. float32 storage is read in place; bf16/int8 is widened into `stage`.
-  auto rows = [&](const void* base, const int64_t* st, const float* scale, const int64_t* sst, int64_t D, int64_t jb,
-                  int64_t count, int64_t* stride) -> const float* {
-    int64_t i0 = b, row = jb;
-    if (p.page_size > 0) i0 = p.page_table[b * p.page_table_stride + jb / p.page_size], row = jb % p.page_size;
-    const int64_t offset = i0 * st[0] + g * st[1] + row * st[2];
-    if (p.kv_type == 0) {
-      *stride = st[2];
-      return static_cast<const float*>(base) + offset;
-    }
-    *stride = stage_stride;
-    if (p.kv_type == 1) {
-      const uint16_t* src = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t t = 0; t < count; ++t) {
-        PrefetchBytes(src + (t + kPrefetchKeys) * st[2], 2 * D);
-        WidenBF16Row(src + t * st[2], stage + t * stage_stride, D);
-      }
-    } else {
-      const int8_t* src = static_cast<const int8_t*>(base) + offset;
-      for (int64_t t = 0; t < count; ++t) {
-        PrefetchBytes(src + (t + kPrefetchKeys) * st[2], D);
-        const float* sc = scale + i0 * sst[0] + g * sst[1] + ((row + t) / p.quant_group) * sst[2];
-        DequantInt8Row(src + t * st[2], sc, stage + t * stage_stride, D);
-      }
-    }
-    return stage;
+  // Where rows jb.. of key/value head g start in a storage with element
+  // strides st (one block never passes the end of jb's page or sequence).
+  auto offset_of = [&](const int64_t* st, int64_t jb, int64_t* i0, int64_t* row) {
+    *i0 = b, *row = jb;
+    if (p.page_size > 0) *i0 = p.page_table[b * p.page_table_stride + jb / p.page_size], *row = jb % p.page_size;
+    return *i0 * st[0] + g * st[1] + *row * st[2];
   };
   for (int64_t jb = j0, count = 0; jb < j1; jb += count) {
     // Blocks start at multiples of kBlock (so that the rounding does not depend
@@ -477,14 +450,29 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     // gives the same bits as a contiguous one), and never cross a page.
     count = std::min(kBlock - jb % kBlock, j1 - jb);
     if (p.page_size > 0) count = std::min(count, p.page_size - jb % p.page_size);
-    // S = Q·Kᵀ; bf16/int8 keys are widened kStageRows at a time (8 KiB at
-    // d = 128), so the stage stays a small part of L1 and does not evict the
-    // key rows prefetched ahead.
-    for (int64_t j = 0, n = 0; j < count; j += n) {
-      n = p.kv_type == 0 ? count : std::min(kStageRows, count - j);
-      int64_t ks = 0;
-      const float* krows = rows(p.k, p.k_stride, p.k_scale, p.k_scale_stride, p.Dk, jb + j, n, &ks);
-      BlockScores(q, c.Dkp, R, krows, ks, n, p.Dk, s + j);
+    // S = Q·Kᵀ, the keys read in place in their storage type.
+    int64_t i0 = 0, row0 = 0;
+    if (p.kv_type == 0) {
+      BlockScores(q, c.Dkp, R, static_cast<const float*>(p.k) + offset_of(p.k_stride, jb, &i0, &row0), p.k_stride[2],
+                  count, p.Dk, s);
+    } else if (p.kv_type == 1) {
+      BlockScores(q, c.Dkp, R, static_cast<const uint16_t*>(p.k) + offset_of(p.k_stride, jb, &i0, &row0),
+                  p.k_stride[2], count, p.Dk, s);
+    } else {
+      // int8, one scale group at a time: q·k = Σ_d q_d·(s_d·kq_d) = Σ_d (q_d·s_d)·kq_d,
+      // so the group's key scales are folded into a copy of the query rows
+      // (R·Dk multiplies per quant_group keys) and the tile reads kq as is.
+      for (int64_t j = 0, n = 0; j < count; j += n) {
+        const int64_t off = offset_of(p.k_stride, jb + j, &i0, &row0);
+        n = std::min(count - j, p.quant_group - row0 % p.quant_group);
+        const float* sc =
+            p.k_scale + i0 * p.k_scale_stride[0] + g * p.k_scale_stride[1] + (row0 / p.quant_group) * p.k_scale_stride[2];
+        for (int64_t r = 0; r < R; ++r) {
+          for (int64_t x = 0; x < p.Dk; ++x) stage[r * c.Dkp + x] = q[r * c.Dkp + x] * sc[x];
+          for (int64_t x = p.Dk; x < c.Dkp; ++x) stage[r * c.Dkp + x] = 0.0f;
+        }
+        BlockScores(stage, c.Dkp, R, static_cast<const int8_t*>(p.k) + off, p.k_stride[2], n, p.Dk, s + j);
+      }
     }
     // Every row sees every key of the block: no −∞ to place.
     const bool full = last.lo <= jb && jb + count <= first.hi;
@@ -500,15 +488,30 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
         for (int64_t x = 0; x < c.Dvp; x += N) hn::Store(hn::Mul(a, hn::Load(d, orow + x)), d, orow + x);
       }
     }
-    // O += P·V, values widened the same way.
-    for (int64_t j = 0, n = 0; j < count; j += n) {
-      n = p.kv_type == 0 ? count : std::min(kStageRows, count - j);
-      int64_t vs = 0;
-      const float* vrows = rows(p.v, p.v_stride, p.v_scale, p.v_scale_stride, p.Dv, jb + j, n, &vs);
+    // O += P·V, values read the same way.
+    auto pv = [&](const float* w, const auto* vrows, int64_t vs, int64_t n, float* out) {
       if (full)
-        BlockPV(s + j, R, vrows, vs, n, p.Dv, o, c.Dvp);
+        BlockPV(w, R, vrows, vs, n, p.Dv, out, c.Dvp);
       else
-        BlockPVMasked(s + j, R, vrows, vs, n, p.Dv, o, c.Dvp);
+        BlockPVMasked(w, R, vrows, vs, n, p.Dv, out, c.Dvp);
+    };
+    if (p.kv_type == 0) {
+      pv(s, static_cast<const float*>(p.v) + offset_of(p.v_stride, jb, &i0, &row0), p.v_stride[2], count, o);
+    } else if (p.kv_type == 1) {
+      pv(s, static_cast<const uint16_t*>(p.v) + offset_of(p.v_stride, jb, &i0, &row0), p.v_stride[2], count, o);
+    } else {
+      // int8, one scale group at a time: Σ_t p_t·(s_d·vq_td) = s_d·Σ_t p_t·vq_td,
+      // summed into `stage` [R][Dvp] and added to O scaled by the group's s_d.
+      for (int64_t j = 0, n = 0; j < count; j += n) {
+        const int64_t off = offset_of(p.v_stride, jb + j, &i0, &row0);
+        n = std::min(count - j, p.quant_group - row0 % p.quant_group);
+        const float* sc =
+            p.v_scale + i0 * p.v_scale_stride[0] + g * p.v_scale_stride[1] + (row0 / p.quant_group) * p.v_scale_stride[2];
+        std::memset(stage, 0, sizeof(float) * static_cast<size_t>(R * c.Dvp));
+        pv(s + j, static_cast<const int8_t*>(p.v) + off, p.v_stride[2], n, stage);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t x = 0; x < p.Dv; ++x) o[r * c.Dvp + x] += sc[x] * stage[r * c.Dvp + x];
+      }
     }
   }
 
@@ -534,7 +537,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
 int64_t DecodeScratchFloats(const DecodeParams& p) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
   const int64_t R = p.group * p.Lq;
-  const int64_t stage = p.kv_type == 0 ? 0 : decode::kStageRows * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
+  const int64_t stage = p.kv_type != 2 ? 0 : R * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
   return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) +
          stage + 16;
 }
