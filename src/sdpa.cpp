@@ -34,7 +34,6 @@ std::string fast_path_refuses(const Tensor<T>& query, const Tensor<T>& key, cons
   if constexpr (!std::is_same_v<T, float>) {
     return "the fast path computes float32 only";
   } else {
-    if (options.return_weights) return "return_weights needs the [B, Hq, Lq, Lk] weights, which the fast path never forms";
     if (!cpu::flash_supports(query, key, value, options)) return "a sequence is longer than 2^30 (int32 indices)";
     if (backward && !cpu::flash_supports_backward(query, key, value, options, need_float_mask_grad))
       return "the float-mask gradient of a mask broadcast over batch, heads or query rows is summed by the "
@@ -89,7 +88,8 @@ SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<
     if (choose(fn, query, key, value, options, false, false) == SdpaBackend::Fast) {
       SdpaResult<float> r;
       Tensor<float> lse;
-      cpu::flash_attention_forward(query, key, value, options, r.output, lse);
+      cpu::flash_attention_forward(query, key, value, options, r.output, lse,
+                                   options.return_weights ? &r.weights : nullptr);
       if (options.return_lse) r.lse = std::move(lse);
       return r;
     }

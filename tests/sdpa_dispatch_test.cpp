@@ -33,9 +33,9 @@ TEST(SdpaDispatch, FloatGoesFastDoubleGoesReference) {
   SdpaOptions<float> ref;
   ref.backend = SdpaBackend::Reference;
   EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, ref), SdpaBackend::Reference);
-  SdpaOptions<float> weights;
+  SdpaOptions<float> weights;  // returned weights: the fast path's second pass
   weights.return_weights = true;
-  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, weights), SdpaBackend::Reference);
+  EXPECT_EQ(attn::sdpa_selected_backend(qf, kf, kf, weights), SdpaBackend::Fast);
 }
 
 TEST(SdpaDispatch, TinyProblemsGoReferenceUnlessFastIsAsked) {
@@ -71,15 +71,17 @@ TEST(SdpaDispatch, ForcingFastWhereItCannotRunIsAValueErrorSayingWhy) {
   } catch (const attn::ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("float32"), std::string::npos) << e.what();
   }
-  const auto qf = ramp<float>({1, 1, 2, 3}, 0.3);
+  // The gradient of a float mask broadcast over heads: summed by the reference only.
+  const auto qf = ramp<float>({1, 2, 2, 3}, 0.3);
   SdpaOptions<float> of;
   of.backend = SdpaBackend::Fast;
-  of.return_weights = true;
+  of.float_mask = ramp<float>({2, 2}, 0.1);
+  const auto fwd = attn::scaled_dot_product_attention(qf, qf, qf, of);  // forward: fine
   try {
-    attn::scaled_dot_product_attention(qf, qf, qf, of);
+    attn::scaled_dot_product_attention_backward(fwd.output, qf, qf, qf, fwd.output, fwd.lse, of, true);
     FAIL() << "expected ValueError";
   } catch (const attn::ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("return_weights"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("float-mask gradient"), std::string::npos) << e.what();
   }
 }
 

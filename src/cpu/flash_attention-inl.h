@@ -359,7 +359,8 @@ HWY_INLINE bool PlainBlock(const FlashForwardParams& p, KeyRange first_row, KeyR
 constexpr int64_t kDecodeRows = 8;
 
 HWY_INLINE bool UseDecodePath(const FlashForwardParams& p) {
-  return p.Lq * p.group <= kDecodeRows && p.k_stride[3] == 1 && p.v_stride[3] == 1;
+  // (The weights pass reads the packed keys, which only the main path makes.)
+  return p.Lq * p.group <= kDecodeRows && p.k_stride[3] == 1 && p.v_stride[3] == 1 && !p.weights;
 }
 
 // Where everything lives in the workspace (in floats).
@@ -517,6 +518,23 @@ HWY_INLINE void FinishRow(const FlashForwardParams& p, int64_t b, int64_t h, int
   if (p.lse) p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m + std::log(l);
 }
 
+// Q block of head (b, h), rows i0 .. i0 + rows − 1, packed by register-tile
+// panel into qp [panels][Dk][kMR]; rows past the block are zeros.
+HWY_INLINE void PackQueryBlock(const FlashForwardParams& p, int64_t b, int64_t h, int64_t i0, int64_t rows,
+                               float* HWY_RESTRICT qp) {
+  const int64_t panels = (rows + kMR - 1) / kMR;
+  const float* q = p.q + b * p.q_stride[0] + h * p.q_stride[1];
+  for (int64_t pn = 0; pn < panels; ++pn)
+    for (int64_t r = 0; r < kMR; ++r) {
+      const int64_t i = i0 + pn * kMR + r;
+      float* dst = qp + pn * p.Dk * kMR + r;
+      if (i < i0 + rows)
+        for (int64_t x = 0; x < p.Dk; ++x) dst[x * kMR] = q[i * p.q_stride[2] + x * p.q_stride[3]];
+      else
+        for (int64_t x = 0; x < p.Dk; ++x) dst[x * kMR] = 0.0f;
+    }
+}
+
 // ---- one work item: a block of query rows of one head -----------------------------
 
 void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
@@ -548,17 +566,7 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
   float* mlog = scratch + L.mlog_off;    // [rows]  m·log2(e), for exp2
   uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);  // [rows]  dropout hash state
 
-  // Q block, packed by register-tile panel; rows past Lq are zeros.
-  const float* q = p.q + b * p.q_stride[0] + h * p.q_stride[1];
-  for (int64_t pn = 0; pn < panels; ++pn)
-    for (int64_t r = 0; r < kMR; ++r) {
-      const int64_t i = i0 + pn * kMR + r;
-      float* dst = qp + pn * p.Dk * kMR + r;
-      if (i < i0 + rows)
-        for (int64_t x = 0; x < p.Dk; ++x) dst[x * kMR] = q[i * p.q_stride[2] + x * p.q_stride[3]];
-      else
-        for (int64_t x = 0; x < p.Dk; ++x) dst[x * kMR] = 0.0f;
-    }
+  PackQueryBlock(p, b, h, i0, rows, qp);
 
   // Row state. A sink starts each row as if it were one more key already
   // seen: m = sink, l = e^{sink − m} = 1, with no value behind it. Padding
@@ -724,7 +732,79 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
   for (int64_t r = 0; r < R; ++r) FinishRow(p, b, head_of(r), row_of(r), o + r * L.dvp, m[r], l[r]);
 }
 
-/// The whole forward pass on this target: pack K and V, then every work item.
+// ---- returned weights: a second pass ------------------------------------------------
+// Reference twin: the weights of reference::scaled_dot_product_attention,
+// w_ij = p_ij · z_ij, p = exp(s − lse), z the dropout factor (0 or 1/(1−p)),
+// 0 where the key is hidden. With lse known from the forward, each weight
+// is independent of the others: one item = (query block, b, h) recomputes
+// its score tiles from the packed Kᵀ exactly as ForwardItem does and writes
+// p·z straight into weights[b, h, i, :] — no [Lq, Lk] buffer besides the
+// output itself. Key blocks no row of the block sees are written as zeros
+// without a tile.
+void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
+  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+  const FlashForwardParams& p = *c.p;
+  const Layout& L = c.L;
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const int64_t NR = TileWidth();
+  const int64_t bh = item / L.nqb, qb = item % L.nqb;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
+  const int64_t i0 = qb * kBlockQ;
+  const int64_t rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
+  const int64_t panels = (rows + kMR - 1) / kMR;
+  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
+  float* qp = scratch + L.qp_off;  // [panels][Dk][kMR]  the query block
+  float* s = scratch + L.s_off;    // [panels·kMR][kSStride]  raw q·k of one key block
+  PackQueryBlock(p, b, h, i0, rows, qp);
+
+  const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
+  const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
+  const VF log2e = hn::Set(d, kLog2e);
+  for (int64_t kb = 0; kb < L.nkb; ++kb) {
+    const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+    auto dst_row = [&](int64_t r) {
+      return p.weights + b * p.weights_stride[0] + h * p.weights_stride[1] + (i0 + r) * p.weights_stride[2] +
+             jb * p.weights_stride[3];
+    };
+    const bool seen = last_row.hi > first_row.lo && jb < last_row.hi && jb + count > first_row.lo;
+    if (seen) {
+      const float* kt = p.workspace + L.kt_off + (b * p.Hkv + g) * L.kt_per_head + kb * p.Dk * kBlockK;
+      for (int64_t pn = 0; pn < panels; ++pn)
+        for (int64_t col = 0; col < kBlockK; col += NR)
+          ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float* w = s + r * kSStride;  // this row's weights, in place of its raw scores
+      const float row_lse = p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i0 + r) * p.lse_stride[2]];
+      if (!seen || row_lse == kNegInf) {  // the row sees no key of this block (or none at all)
+        std::fill(w, w + count, 0.0f);
+      } else {
+        const RowScore row = MakeRowScore(p, b, h, i0 + r);
+        // e^{s − lse} = 2^{(s − lse)·log2 e}: the difference first, exact
+        // for the scores near lse that carry the weight (Sterbenz), so huge
+        // scores lose nothing (s·log2e − lse·log2e would cancel catastrophically).
+        const VF lse = hn::Set(d, row_lse);
+        VF t = hn::Zero(d);
+        for (int64_t j = 0; j < kBlockK; j += N) {
+          MF hidden = hn::FirstN(d, 0);
+          const VF score = ScoreVector(p, row, hn::Load(d, w + j), jb + j, &hidden, &t);
+          hn::Store(hn::IfThenZeroElse(hidden, Exp2(d, hn::Mul(hn::Sub(score, lse), log2e))), d, w + j);
+        }
+        if (p.dropout_p > 0.0) {
+          const uint64_t state = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+          for (int64_t j = 0; j < count; ++j)
+            w[j] = (w[j] != 0.0f && !dropout_keep_j(state, jb + j, drop_threshold)) ? 0.0f : w[j] * p.dropout_scale;
+        }
+      }
+      float* dst = dst_row(r);
+      for (int64_t j = 0; j < count; ++j) dst[j * p.weights_stride[3]] = w[j];
+    }
+  }
+}
+
+/// The whole forward pass on this target: pack K and V, then every work
+/// item, then (if asked) the weights pass.
 void FlashForward(const FlashForwardParams& p) {
   Ctx c{&p, MakeLayout(p)};
   if (UseDecodePath(p)) {
@@ -733,6 +813,7 @@ void FlashForward(const FlashForwardParams& p) {
   }
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKVBlock, &c);
   parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &ForwardItem, &c);
+  if (p.weights) parallel_for(p.B * p.Hq * c.L.nqb, p.threads, &WeightsItem, &c);
 }
 
 // =====================================================================================

@@ -124,7 +124,6 @@ bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const 
                     const SdpaOptions<float>& options) {
   if (!query.defined() || !key.defined() || !value.defined()) return false;
   if (query.dim() != 4 || key.dim() != 4 || value.dim() != 4) return false;
-  if (options.return_weights) return false;  // the [Lq, Lk] weights: reference path
   // Key and row indices, and ALiBi distances, are int32 inside the kernels.
   constexpr int64_t kMaxLength = int64_t{1} << 30;
   return query.size(2) < kMaxLength && key.size(2) < kMaxLength;
@@ -207,7 +206,8 @@ void require_shape(const char* fn, const char* arg, const Tensor<float>& t, cons
 }  // namespace
 
 void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
-                             const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse) {
+                             const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse,
+                             Tensor<float>* weights) {
   const char* fn = "flash_attention_forward";
   Prepared prep = prepare(fn, query, key, value, o);
   FlashForwardParams& p = prep.p;
@@ -219,6 +219,15 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   p.out = out.data(), p.lse = lse.data();
   copy_strides(out.strides(), p.out_stride);
   copy_strides(lse.strides(), p.lse_stride);
+  if (o.return_weights) {
+    if (!weights)
+      throw ValueError(std::string(fn) + ": options.return_weights is set but no weights tensor was passed");
+    const Shape weights_shape{p.B, p.Hq, p.Lq, p.Lk};
+    if (!weights->defined()) *weights = Tensor<float>(weights_shape);
+    require_shape(fn, "weights", *weights, weights_shape);
+    p.weights = weights->data();
+    copy_strides(weights->strides(), p.weights_stride);
+  }
 
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
   const size_t target = chosen_index();

@@ -23,18 +23,21 @@
 namespace attn::cpu {
 
 /// True when flash_attention_forward computes this call (float inputs of rank
-/// 4 whose sizes fit its int32 index arithmetic, no returned weights — those
-/// need the [Lq, Lk] matrix the fast path exists to avoid). Arguments must
-/// already be valid (the public function checks them).
+/// 4 whose sizes fit its int32 index arithmetic). Arguments must already be
+/// valid (the public function checks them).
 bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                     const SdpaOptions<float>& options);
 
 /// Forward pass. `out` ([B, Hq, Lq, Dv], any strides) and `lse` ([B, Hq, Lq])
-/// are written if defined, else allocated. Threads: attn::get_num_threads().
+/// are written if defined, else allocated. With options.return_weights,
+/// `*weights` ([B, Hq, Lq, Lk]) too, by a second pass over the score tiles
+/// (p = exp(s − lse) times the dropout factor), which holds no [Lq, Lk]
+/// buffer besides the output. Threads: attn::get_num_threads().
 /// Throws ShapeError if the shapes do not fit together (the public function
 /// has usually said so already, with more detail).
 void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
-                             const SdpaOptions<float>& options, Tensor<float>& out, Tensor<float>& lse);
+                             const SdpaOptions<float>& options, Tensor<float>& out, Tensor<float>& lse,
+                             Tensor<float>* weights = nullptr);
 
 /// True when flash_attention_backward computes this call: what
 /// flash_supports takes, and a float-mask gradient only for a mask that is

@@ -16,6 +16,9 @@ struct FlashForwardParams {
   const float* v = nullptr;  int64_t v_stride[4] = {};
   float* out = nullptr;      int64_t out_stride[4] = {};
   float* lse = nullptr;      int64_t lse_stride[3] = {};
+  // Returned attention weights [B, Hq, Lq, Lk], or null: written by a second
+  // pass after the forward (FlashForward, WeightsItem).
+  float* weights = nullptr;  int64_t weights_stride[4] = {};
 
   float scale = 1;
   float softcap = 0;                  // 0 = off

@@ -78,7 +78,10 @@ struct ReportWorstError : testing::Environment {
 const auto* const g_report = testing::AddGlobalTestEnvironment(new ReportWorstError);
 
 // Compares two tensors of the same shape; a NaN must meet a NaN, ±∞ the same ±∞.
-void expect_close(const Tensor<float>& got, const Tensor<float>& want, double tol, const std::string& what) {
+// `record`: count this comparison in the worst error printed at the end
+// (weights, whose bound scales with |lse|, are not).
+void expect_close(const Tensor<float>& got, const Tensor<float>& want, double tol, const std::string& what,
+                  bool record = true) {
   ASSERT_EQ(got.shape(), want.shape()) << what;
   int failures = 0;
   double worst = 0;
@@ -95,25 +98,48 @@ void expect_close(const Tensor<float>& got, const Tensor<float>& want, double to
     }
     if (std::isfinite(w) && std::isfinite(g)) worst = std::max(worst, std::abs(g - w) / std::max(1.0, std::abs(w)));
   }
-  g_worst_error = std::max(g_worst_error, worst);
+  if (record) g_worst_error = std::max(g_worst_error, worst);
 }
 
-// The fast forward on the current target.
+// The fast forward on the current target (and its weights pass when asked).
 attn::SdpaResult<float> fast(const Inputs& in, const SdpaOptions<float>& o) {
   attn::SdpaResult<float> r;
-  attn::cpu::flash_attention_forward(in.q, in.k, in.v, o, r.output, r.lse);
+  attn::cpu::flash_attention_forward(in.q, in.k, in.v, o, r.output, r.lse, o.return_weights ? &r.weights : nullptr);
   return r;
 }
 
-// Fast vs reference on every SIMD target this CPU supports.
-void check_against_reference(const Inputs& in, const SdpaOptions<float>& o, const std::string& what) {
-  ASSERT_TRUE(attn::cpu::flash_supports(in.q, in.k, in.v, o)) << what;
-  const auto ref = attn::reference::scaled_dot_product_attention(in.q, in.k, in.v, o);
+// Fast vs reference on every SIMD target this CPU supports: output and lse,
+// then the same call returning the attention weights (the second pass).
+// A weight is recomputed as p = exp(s − lse) (times the dropout factor): an
+// absolute error in s − lse is a relative error in p. The float32 lse is
+// rounded to half an ulp of |lse|, and the score, summed over Dk products in a
+// different order than the reference's, is off by ~√Dk·ε·|s| with |s| <= |lse|
+// for the keys that carry weight (the reference divides by its own sum and
+// has neither term). Hence kTol + (1 + √Dk)·max|lse|·2⁻²⁴ for weights (p <= 1
+// times the dropout scale): ~1e-3 when scores reach 3e3
+// (HugeScoresDoNotOverflow), ~kTol when |lse| is a few units.
+void check_against_reference(const Inputs& in, const SdpaOptions<float>& options, const std::string& what) {
+  ASSERT_TRUE(attn::cpu::flash_supports(in.q, in.k, in.v, options)) << what;
+  SdpaOptions<float> with_weights = options;
+  with_weights.return_weights = true;
+  const auto ref = attn::reference::scaled_dot_product_attention(in.q, in.k, in.v, with_weights);
   for (const std::string& target : attn::cpu::available_simd_targets()) {
     ASSERT_TRUE(attn::cpu::force_simd_target(target));
-    const auto got = fast(in, o);
-    expect_close(got.output, ref.output, kTol, what + " [" + target + "] output");
-    expect_close(got.lse, ref.lse, kTol, what + " [" + target + "] lse");
+    for (const SdpaOptions<float>& o : {options, with_weights}) {
+      const auto got = fast(in, o);
+      const std::string tag = what + " [" + target + (o.return_weights ? ", weights pass]" : "]");
+      expect_close(got.output, ref.output, kTol, tag + " output");
+      expect_close(got.lse, ref.lse, kTol, tag + " lse");
+      if (o.return_weights) {
+        double max_lse = 0;
+        for (int64_t n = 0; n < ref.lse.numel(); ++n)
+          if (std::isfinite(ref.lse.flat(n))) max_lse = std::max(max_lse, std::abs(static_cast<double>(ref.lse.flat(n))));
+        const double dropout_scale = 1.0 / (1.0 - o.dropout_p);
+        const double score_terms = 1.0 + std::sqrt(static_cast<double>(in.q.size(3)));
+        expect_close(got.weights, ref.weights, (kTol + score_terms * max_lse * 0x1p-24) * dropout_scale,
+                     tag + " weights", /*record=*/false);
+      }
+    }
   }
   attn::cpu::force_simd_target("");
 }
@@ -503,8 +529,10 @@ TEST(FlashForward, SupportsAndRejects) {
   const Inputs in = random_inputs(1, 1, 1, 4, 4, 4, 4, 63);
   SdpaOptions<float> o;
   EXPECT_TRUE(attn::cpu::flash_supports(in.q, in.k, in.v, o));
-  o.return_weights = true;
-  EXPECT_FALSE(attn::cpu::flash_supports(in.q, in.k, in.v, o));
+  o.return_weights = true;  // the weights pass
+  EXPECT_TRUE(attn::cpu::flash_supports(in.q, in.k, in.v, o));
+  Tensor<float> o1, l1;
+  EXPECT_THROW(attn::cpu::flash_attention_forward(in.q, in.k, in.v, o, o1, l1), attn::ValueError);  // no weights tensor
   EXPECT_FALSE(attn::cpu::flash_supports(in.q.select(0, 0), in.k, in.v, {}));
   Tensor<float> out({1, 1, 4, 5}), lse;  // wrong Dv
   EXPECT_THROW(attn::cpu::flash_attention_forward(in.q, in.k, in.v, {}, out, lse), attn::ShapeError);
