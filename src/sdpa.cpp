@@ -36,8 +36,7 @@ std::string fast_path_refuses(const Tensor<T>& query, const Tensor<T>& key, cons
   } else {
     if (!cpu::flash_supports(query, key, value, options)) return "a sequence is longer than 2^30 (int32 indices)";
     if (backward && !cpu::flash_supports_backward(query, key, value, options, need_float_mask_grad))
-      return "the float-mask gradient of a mask broadcast over batch, heads or query rows is summed by the "
-             "reference path only";
+      return "the backward of this call is not supported by the fast path";
     return "";
   }
 }

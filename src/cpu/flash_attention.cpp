@@ -235,23 +235,25 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   HWY_DISPATCH_TABLE(FlashForward)[target](p);
 }
 
-bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
-                             const SdpaOptions<float>& options, bool need_float_mask_grad) {
-  if (!flash_supports(query, key, value, options)) return false;
-  if (!need_float_mask_grad || !options.float_mask.defined()) return true;
-  // The mask's gradient sums ds over the dims the mask is broadcast along.
-  // Summed across query heads, batches or query blocks it would need a
-  // cross-thread reduction; the fast path only takes masks that broadcast
-  // along the key dim (summed in order within a row) or not at all.
-  if (query.dim() != 4 || key.dim() != 4) return false;
-  const Shape scores{query.size(0), query.size(1), query.size(2), key.size(2)};
-  const Shape& m = options.float_mask.shape();
+namespace {
+// Does the float mask broadcast over batch, heads or query rows (a size-1 or
+// missing dim where the scores have more)? Its gradient is then a sum over
+// those dims, across work items.
+bool mask_broadcasts_over_rows(const Shape& scores, const Shape& m) {
   for (size_t d = 0; d < 3; ++d) {
     const int64_t k = static_cast<int64_t>(d) - 4 + static_cast<int64_t>(m.size());  // mask dim aligned with d
     const int64_t size = k >= 0 ? m[static_cast<size_t>(k)] : 1;
-    if (scores[d] > 1 && size == 1) return false;
+    if (scores[d] > 1 && size == 1) return true;
   }
-  return true;
+  return false;
+}
+}  // namespace
+
+bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
+                             const SdpaOptions<float>& options, bool /*need_float_mask_grad*/) {
+  // Every float-mask gradient: one broadcast over batch, heads or rows is
+  // summed after the kernel, in a fixed order (flash_attention_backward).
+  return flash_supports(query, key, value, options);
 }
 
 SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, const Tensor<float>& query,
@@ -275,12 +277,27 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   g.d_query = Tensor<float>(query.shape());
   g.d_key = Tensor<float>(key.shape());
   g.d_value = Tensor<float>(value.shape());
-  Tensor<float> d_mask_view;
+  // The float mask's gradient is ds itself, summed over the dims the mask
+  // is broadcast along. Along keys the kernel sums it (in order, within a
+  // row). Over batch, heads or query rows the sum would cross work items, so
+  // the kernel writes the full ds [B, Hq, Lq, Lk] and it is summed here, one
+  // thread, in (b, h, i) order: deterministic, no atomics, at the cost of a
+  // buffer of the scores' size (as the reference path holds).
+  const Shape scores{p.B, p.Hq, p.Lq, p.Lk};
+  Tensor<float> d_mask_view, d_mask_full;
   if (need_float_mask_grad) {
     g.d_float_mask = Tensor<float>(o.float_mask.shape());
-    d_mask_view = g.d_float_mask.expand({p.B, p.Hq, p.Lq, p.Lk});
-    bp.d_mask = d_mask_view.data();
-    copy_strides(d_mask_view.strides(), bp.d_mask_stride);
+    d_mask_view = g.d_float_mask.expand(scores);
+    if (mask_broadcasts_over_rows(scores, o.float_mask.shape())) {
+      Shape rows_full = scores;  // full over (b, h, i), broadcast along j as the mask is
+      rows_full[3] = d_mask_view.stride(3) == 0 ? 1 : p.Lk;
+      d_mask_full = Tensor<float>(rows_full).expand(scores);
+      bp.d_mask = d_mask_full.data();
+      copy_strides(d_mask_full.strides(), bp.d_mask_stride);
+    } else {
+      bp.d_mask = d_mask_view.data();
+      copy_strides(d_mask_view.strides(), bp.d_mask_stride);
+    }
   }
   if (o.sinks.defined()) {
     g.d_sinks = Tensor<float>({p.Hq});
@@ -300,6 +317,13 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   const size_t target = chosen_index();
   bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp));
   HWY_DISPATCH_TABLE(FlashBackward)[target](bp);
+  if (d_mask_full.defined()) {
+    const int64_t J = d_mask_view.stride(3) == 0 ? 1 : p.Lk;
+    for (int64_t b = 0; b < p.B; ++b)
+      for (int64_t h = 0; h < p.Hq; ++h)
+        for (int64_t i = 0; i < p.Lq; ++i)
+          for (int64_t j = 0; j < J; ++j) d_mask_view(b, h, i, j) += d_mask_full(b, h, i, j);
+  }
   return g;
 }
 

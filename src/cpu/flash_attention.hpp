@@ -40,9 +40,8 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
                              Tensor<float>* weights = nullptr);
 
 /// True when flash_attention_backward computes this call: what
-/// flash_supports takes, and a float-mask gradient only for a mask that is
-/// not broadcast over batch, heads or query rows (those sums would cross
-/// work items; the reference path computes them).
+/// flash_supports takes (every float-mask gradient included: one broadcast
+/// over batch, heads or query rows is summed after the kernel, in order).
 bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                              const SdpaOptions<float>& options, bool need_float_mask_grad);
 

@@ -180,8 +180,34 @@ TEST(FlashBackward, SinksAndMasks) {
   check_against_reference(pr, fmask, "float mask [B, H, Lq, 1], with its gradient", true);
   fmask.float_mask = random_tensor({Lq, Lk}, 10, -2.0f, 2.0f);  // broadcast over B, H
   check_against_reference(pr, fmask, "float mask [Lq, Lk], no gradient", false);
-  EXPECT_FALSE(attn::cpu::flash_supports_backward(pr.q, pr.k, pr.v, fmask, true))
-      << "a mask gradient summed over batch and heads is the reference path's job";
+  // Gradients of masks broadcast over batch, heads and/or query rows: summed
+  // after the kernel in (b, h, i) order.
+  const std::vector<std::pair<Shape, const char*>> broadcast = {{{Lq, Lk}, "[Lq, Lk]"},
+                                                                {{B, 1, Lq, Lk}, "[B, 1, Lq, Lk]"},
+                                                                {{H, 1, Lk}, "[H, 1, Lk]"},
+                                                                {{1, Lk}, "[1, Lk]"},
+                                                                {{1, 1, 1, 1}, "[1, 1, 1, 1]"},
+                                                                {{H, Lq, 1}, "[H, Lq, 1]"}};
+  uint32_t seed = 30;
+  for (const auto& [shape, name] : broadcast) {
+    fmask.float_mask = random_tensor(shape, seed++, -2.0f, 2.0f);
+    check_against_reference(pr, fmask, std::string("float mask ") + name + ", with its gradient", true);
+  }
+}
+
+// The sum over broadcast dims runs in a fixed order: 1 and 2 threads agree bit for bit.
+TEST(FlashBackward, BroadcastMaskGradientIsThreadCountIndependent) {
+  const Problem pr = random_problem(2, 4, 4, 96, 130, 32, 32, 77);
+  SdpaOptions<float> o;
+  o.float_mask = random_tensor({96, 130}, 78, -1.0f, 1.0f);
+  const auto fwd = attn::reference::scaled_dot_product_attention(pr.q, pr.k, pr.v, o);
+  attn::set_num_threads(1);
+  const auto one = attn::cpu::flash_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o, true);
+  attn::set_num_threads(2);
+  const auto two = attn::cpu::flash_attention_backward(pr.dout, pr.q, pr.k, pr.v, fwd.output, fwd.lse, o, true);
+  attn::set_num_threads(0);
+  ASSERT_EQ(one.d_float_mask.shape(), (Shape{96, 130}));
+  EXPECT_EQ(std::memcmp(one.d_float_mask.data(), two.d_float_mask.data(), sizeof(float) * 96 * 130), 0);
 }
 
 TEST(FlashBackward, GroupedQueryAttentionAndWidths) {
