@@ -57,6 +57,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "attn/bfloat16.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn {
@@ -135,13 +136,44 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
                                                        const SdpaOptions<T>& options = {},
                                                        bool need_float_mask_grad = false);
 
+// ---- bfloat16 inputs -----------------------------------------------------------------
+// What PyTorch's CPU SDPA does for torch.bfloat16: the inputs are widened to
+// float32 (exact), attention is computed and accumulated in float32 (the
+// path options.backend picks, as for float32), and the results are rounded
+// to bfloat16 once. Masks, ALiBi slopes and sinks are given in float32 (a
+// bf16 mask widens exactly: attn::to_float). Each input is widened once,
+// O(B·H·L·D) next to the O(B·H·L²·D) attention. (The CPU's bf16 dot-product
+// instructions, avx512_bf16's vdpbf16ps, are not used: this project's
+// machines lack them and Debian's Highway 1.0.3 does not emit them.)
+
+struct SdpaResultBF16 {
+  Tensor<bfloat16> output;   ///< [B, Hq, Lq, Dv], rounded once from float32
+  Tensor<float> lse;         ///< [B, Hq, Lq], float32 (what backward needs)
+  Tensor<bfloat16> weights;  ///< [B, Hq, Lq, Lk] if return_weights
+};
+
+struct SdpaGradientsBF16 {
+  Tensor<bfloat16> d_query, d_key, d_value;  ///< rounded once from float32
+  Tensor<float> d_float_mask, d_sinks;       ///< float32, as the mask and sinks are
+};
+
+SdpaResultBF16 scaled_dot_product_attention(const Tensor<bfloat16>& query, const Tensor<bfloat16>& key,
+                                            const Tensor<bfloat16>& value, const SdpaOptions<float>& options = {});
+
+SdpaGradientsBF16 scaled_dot_product_attention_backward(const Tensor<bfloat16>& grad_output,
+                                                        const Tensor<bfloat16>& query, const Tensor<bfloat16>& key,
+                                                        const Tensor<bfloat16>& value,
+                                                        const Tensor<bfloat16>& output, const Tensor<float>& lse,
+                                                        const SdpaOptions<float>& options = {},
+                                                        bool need_float_mask_grad = false);
+
 /// The implementation scaled_dot_product_attention (or, with `backward`, its
 /// backward) uses for these arguments: Reference or Fast, never Auto. Auto
 /// picks Reference for tiny problems (under ~1000 multiply-adds forward,
-/// ~8000 backward), where the fast path's fixed cost dominates. The
-/// fast path takes float32 calls of every option except returned weights
-/// (they need the [Lq, Lk] matrix it exists to avoid) and, in backward, a
-/// float-mask gradient for a mask broadcast over batch, heads or query rows.
+/// ~8000 backward), where the fast path's fixed cost dominates. The fast
+/// path takes every float32 call (returned weights from a second pass over
+/// the score tiles; a float-mask gradient broadcast over batch, heads or
+/// rows summed after the kernel); float64 runs on the reference path.
 /// Throws ValueError if options.backend is Fast and the fast path does not
 /// take the call (the message says why).
 template <class T>
