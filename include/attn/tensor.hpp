@@ -224,7 +224,17 @@ class Tensor {
   Tensor clone() const {
     Tensor t(shape_);
     T* out = t.data();
-    for (int64_t i = 0; i < numel(); ++i) out[i] = flat(i);
+    const int64_t n = numel();
+    if (is_contiguous()) {
+      std::copy(data(), data() + n, out);
+      return t;
+    }
+    // Row by row along the last dim: one flat() index per row, not per element.
+    const int64_t last = shape_.back(), step = strides_.back();
+    for (int64_t r = 0; r * last < n; ++r) {
+      const T* src = &flat(r * last);
+      for (int64_t j = 0; j < last; ++j) out[r * last + j] = src[j * step];
+    }
     return t;
   }
   Tensor contiguous() const { return is_contiguous() ? *this : clone(); }
