@@ -103,6 +103,9 @@ class Adam : public Optimizer<T> {
   Adam(std::vector<Parameter<T>*> params, AdamOptions options = {});
   void step() override;
   const AdamOptions& options() const { return options_; }
+  /// Changes the learning rate for the next steps, as an LR scheduler does
+  /// with torch's param_groups[0]["lr"]; the moments are kept. ValueError if lr < 0.
+  void set_lr(double lr);
 
  protected:
   Adam(std::vector<Parameter<T>*> params, AdamOptions options, bool decoupled_weight_decay, const char* name);

@@ -127,6 +127,12 @@ Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions options, bool decou
 }
 
 template <class T>
+void Adam<T>::set_lr(double lr) {
+  check_non_negative(lr, "lr", name_);
+  options_.lr = lr;
+}
+
+template <class T>
 void Adam<T>::step() {
   this->check_grads(name_);
   const auto& o = options_;

@@ -132,6 +132,29 @@ TEST(Optim, AdamFirstStepMovesEveryWeightByLr) {
   EXPECT_DOUBLE_EQ(p.value(2), -0.01);
 }
 
+TEST(Optim, AdamSetLrScalesTheNextStepAndKeepsTheMoments) {
+  // Step 1 with lr 0.01 moves by lr·sign(g) (see above). Step 2 with the same
+  // g: m̂ = g and v̂ = g² again (averages of equal g's), so it moves by the new
+  // lr exactly. Step 3 with −g shows the moments were kept: after a reset it
+  // would move by exactly +lr; with them it moves by lr·m̂/√v̂, by hand below.
+  Parameter<double> p({1});
+  p.grad = Tensor<double>({1}, {2.0});
+  attn::Adam<double> opt({&p}, {.lr = 0.01, .eps = 0.0});
+  opt.step();
+  EXPECT_DOUBLE_EQ(p.value(0), -0.01);
+  opt.set_lr(0.5);
+  EXPECT_EQ(opt.options().lr, 0.5);
+  opt.step();
+  EXPECT_NEAR(p.value(0), -0.51, 1e-12);  // (the bias corrections round)
+  // Step 3, g = −2: m = 0.9·(0.19·2) + 0.1·(−2) = 0.142, m̂ = 0.142/(1 − 0.9³);
+  // v = 0.999·(0.001999·4) + 0.001·4 = 0.011988004, v̂ = v/(1 − 0.999³).
+  p.grad = Tensor<double>({1}, {-2.0});
+  opt.step();
+  const double m_hat = 0.142 / (1 - 0.729), v_hat = 0.011988004 / (1 - 0.997002999);
+  EXPECT_NEAR(p.value(0), -0.51 - 0.5 * m_hat / std::sqrt(v_hat), 1e-12);
+  EXPECT_THROW(opt.set_lr(-1.0), attn::ValueError);
+}
+
 TEST(Optim, AdamWDecaysWeightsEvenWithZeroGrad) {
   Parameter<double> p({1});
   p.value.fill_(2.0);
