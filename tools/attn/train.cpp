@@ -27,8 +27,6 @@
 //
 // Deterministic: weights from Generator(--seed), batches from a second
 // Generator(--seed + 1); the SDPA results do not depend on the thread count.
-#include <unistd.h>  // isatty
-
 #include <cairo.h>
 
 #include <algorithm>
@@ -55,6 +53,7 @@
 #include "command.hpp"
 #include "heatmap.hpp"
 #include "print.hpp"
+#include "progress.hpp"
 
 namespace attn::cli {
 namespace {
@@ -222,29 +221,6 @@ void evaluate(Model& m, const Vocab& v, const std::vector<Example>& all, Accurac
 }
 
 // ---- progress and pictures ------------------------------------------------------------
-
-class Progress {
- public:
-  explicit Progress(int64_t total, bool quiet) : total_(total), tty_(isatty(STDERR_FILENO) != 0), quiet_(quiet) {}
-  void update(int64_t step, float loss, double tokens_per_s) {
-    if (quiet_) return;
-    const bool last = step == total_;
-    if (tty_) {
-      if (step % 5 != 0 && !last) return;
-      const int width = 30, filled = static_cast<int>(width * step / std::max<int64_t>(total_, 1));
-      std::cerr << "\r[" << std::string(static_cast<size_t>(filled), '#') << std::string(static_cast<size_t>(width - filled), '.')
-                << "] step " << step << "/" << total_ << "  loss " << num(loss) << "  " << num(tokens_per_s, 0)
-                << " tokens/s   " << (last ? "\n" : "") << std::flush;
-    } else if (last || step % std::max<int64_t>(total_ / 10, 1) == 0) {  // a log file gets 10 lines
-      std::cerr << "step " << step << "/" << total_ << "  loss " << num(loss) << "  " << num(tokens_per_s, 0)
-                << " tokens/s\n";
-    }
-  }
-
- private:
-  int64_t total_;
-  bool tty_, quiet_;
-};
 
 // The loss per step (light) and its 20-step running mean (dark), PNG 800×480,
 // on a logarithmic axis: the loss falls by decades once the task is learned,
