@@ -14,11 +14,11 @@
 //       Counters: tokens/s, cache bytes per token (per layer, float32) and the
 //       cache bytes read per second.
 //   BM_MLADecoderStep/<form>    attn::MLADecoder::step for one token, the whole
-//       layer (projections included, the library's plain Linear), at a short
-//       context (--step-context, default 16; 8 steps, the cache growing by one each)
-//       because prefilling 4096 tokens
-//       through the plain Linear takes minutes. At T = 4096 a step costs about
-//       this row plus the BM_DecodeAttention row of the same form.
+//       layer (projections included: the library's Linear, on OpenBLAS at
+//       these sizes), at a short context (--step-context, default 16; 8 steps,
+//       the cache growing by one each), so that the row is about the
+//       projections. At T = 4096 a step costs about this row plus the
+//       BM_DecodeAttention row of the same form.
 //
 //   build/release/bench/mla_bench --benchmark_min_time=1x [--threads 2] [--context 4096]
 #include <benchmark/benchmark.h>
