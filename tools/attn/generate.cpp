@@ -409,10 +409,15 @@ int run_generate(const GenerateOptions& o) {
     for (const char* key : {"attn.vocab", "attn.d_model", "attn.heads", "attn.kv_heads", "attn.layers", "attn.window"})
       if (!meta.count(key))
         throw ValueError("--load " + o.load + ": no \"" + key + "\" in the file's metadata (not written by attn generate --save)");
+    const auto size = [&](const char* key) -> int64_t {
+      const std::string& v = meta.at(key);
+      if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
+        throw ValueError("--load " + o.load + ": metadata \"" + key + "\" = \"" + v + "\", expected a positive integer");
+      return std::stoll(v);
+    };
     vocab.chars = meta.at("attn.vocab");
-    config = {static_cast<int64_t>(vocab.chars.size()), std::stoll(meta.at("attn.d_model")),
-              std::stoll(meta.at("attn.heads")), std::stoll(meta.at("attn.kv_heads")), std::stoll(meta.at("attn.layers")),
-              std::stoll(meta.at("attn.window"))};
+    config = {static_cast<int64_t>(vocab.chars.size()), size("attn.d_model"), size("attn.heads"),
+              size("attn.kv_heads"), size("attn.layers"), size("attn.window")};
     if (config.vocab < 1 || config.d_model < 1 || config.heads < 1 || config.kv_heads < 1 || config.layers < 1 ||
         config.window < 1 || config.d_model % config.heads != 0 || config.heads % config.kv_heads != 0 ||
         config.head_dim() % 2 != 0)
