@@ -12,17 +12,17 @@ storage, one row per (heads, storage), every peer measured back to back:
            float32 for the float32 row and bfloat16 for the bfloat16 row
            (torch has no int8 attention: n/a)
   * ggml   ggml_flash_attn_ext, what llama.cpp runs for attention, through
-           bench/peers/ggml_decode.cpp, when --ggml points at it built (see
-           that file): cache f32 for the float32 row, f16 (llama.cpp's
+           bench/peers/ggml_attention.cpp, when --ggml points at it built (see
+           that file), with the all-zero mask llama.cpp passes: cache f32 for the float32 row, f16 (llama.cpp's
            default, the same bytes as bfloat16) for the bfloat16 row and
            q8_0 (8.5 bits per element; attn's int8 with scales: 9) for int8
 GB/s = bytes of K + V as attn stores them / step time (the same bytes for
 every peer of a row; q8_0 holds 6% fewer than attn's int8). Times: attn the mean of
 decode_bench's iterations, torch the best of its repeats, ggml the median
-of 20 runs.
+of at least 20 runs.
 
   .venv/bin/python bench/compare_decode.py --bench build/release/bench/decode_bench \\
-      [--ggml build/ggml_decode] [--threads 2]
+      [--ggml build/ggml_attention] [--threads 2]
 """
 import argparse
 import json
@@ -86,10 +86,10 @@ def run_torch(hkv, dtype, min_time):
         return best_time(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=hkv != HQ), min_time)
 
 
-def run_ggml(path, threads, hkv, gtype):
+def run_ggml(path, threads, min_time, hkv, gtype):
     if not path:
         return None
-    cmd = [path, str(HQ), str(hkv), str(L), str(D), gtype, str(threads), "20"]
+    cmd = [path, str(HQ), str(hkv), "1", str(L), str(D), gtype, "zeros", str(threads), "20", str(min_time)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
@@ -99,7 +99,7 @@ def run_ggml(path, threads, hkv, gtype):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path to decode_bench")
-    ap.add_argument("--ggml", help="path to ggml_decode built from bench/peers/ggml_decode.cpp (optional)")
+    ap.add_argument("--ggml", help="path to ggml_attention built from bench/peers/ggml_attention.cpp (optional)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     args = ap.parse_args()
@@ -116,7 +116,7 @@ def main():
         t_attn, gbs, pct, read = run_attn(args.bench, args.threads, args.min_time, hkv, storage)
         nbytes = gbs * 1e9 * t_attn  # decode_bench's bytes of K + V as stored
         t_torch = run_torch(hkv, dtype, args.min_time)
-        t_ggml = run_ggml(args.ggml, args.threads, hkv, gtype)
+        t_ggml = run_ggml(args.ggml, args.threads, args.min_time, hkv, gtype)
         print(f"{HQ}/{hkv:<4} {storage:5} {nbytes / 1e6:6.1f} | {ms(t_attn):8.2f} {gbs:6.1f} {pct:5.0f}% {read:9.1f} | "
               f"{ms(t_torch):8.2f} {rate(nbytes, t_torch):6.1f} {ratio(t_attn, t_torch):7.2f} | "
               f"{gtype:>5} {ms(t_ggml):8.2f} {rate(nbytes, t_ggml):6.1f} {ratio(t_attn, t_ggml):6.2f}", flush=True)

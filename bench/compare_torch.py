@@ -14,12 +14,17 @@ For each shape of issue 4 — (B, H, N, d) = (1, 16, N, 64) for N in 512..4096,
               (opset 23; forward only, ONNX Runtime does no training here),
               when `onnxruntime` and `onnx` import (pip install -r
               bench/requirements.txt); its column says n/a otherwise
+  * ggml      ggml_flash_attn_ext, what llama.cpp runs for attention
+              (forward; f32 K/V, a causal F16 mask or none), through
+              bench/peers/ggml_attention.cpp when --ggml points at it built
+              (see that file); its column says n/a otherwise
 all measured back to back for that row, every library on the same number of
 threads. FLOPs: 4·B·H·N²·d, half when causal; backward 2.5× forward.
 
-  python3 bench/compare_torch.py --bench build-release/bench/flash_bench [--threads 2] [--quick]
+  python3 bench/compare_torch.py --bench build/release/bench/flash_bench [--threads 2] [--quick]
+      [--ggml build/ggml_attention]
 
-Timings are best-of-repeats wall times. The machine may be shared: rows are
+Timings are best-of-repeats wall times (ggml: the median of its runs). The machine may be shared: rows are
 measured together so their ratios hold, but compare rows with care.
 """
 import argparse
@@ -123,6 +128,19 @@ def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
     return best_time(lambda: sess.run(None, feeds), min_time)
 
 
+def ggml_attention(path, B, Hq, Hkv, N, d, causal, threads, min_time):
+    """ggml's CPU flash attention (bench/peers/ggml_attention.cpp), median seconds."""
+    if not path:
+        return None
+    assert B == 1, "ggml_attention runs batch 1"
+    cmd = [path, str(Hq), str(Hkv), str(N), str(N), str(d), "f32", "causal" if causal else "none", str(threads),
+           "3", str(min_time)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
+    return json.loads(run.stdout)["median_ms"] * 1e-3
+
+
 def torch_mm(n, min_time):
     a, b = torch.rand(n, n), torch.rand(n, n)
     return best_time(lambda: torch.mm(a, b), min_time)
@@ -153,19 +171,25 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     ap.add_argument("--quick", action="store_true", help="skip N = 4096")
+    ap.add_argument("--ggml", help="path to ggml_attention built from bench/peers/ggml_attention.cpp (optional)")
     args = ap.parse_args()
+    for flag, path in (("--bench", args.bench), ("--ggml", args.ggml)):
+        if path and not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            ap.error(f"{flag} {path}: not an executable file")
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn: {args.bench} "
           f"--threads={args.threads} --benchmark_min_time={args.min_time} --benchmark_filter=<shape>", flush=True)
     print("Each row is measured together, in this order: OpenBLAS sgemm n=2048, attn forward, sgemm, attn backward "
           "(flash_bench), then torch SDPA forward, the math composition, torch.mm n=2048, torch SDPA forward + "
-          "backward and ONNX Runtime's Attention forward. %sgemm compares with the sgemm run just before.")
-    print(f"onnxruntime: {ort.__version__ if ort else 'not installed (pip install -r bench/requirements.txt)'}\n")
+          "backward, ONNX Runtime's Attention forward and ggml's flash attention forward. %sgemm compares with the "
+          "sgemm run just before.")
+    print(f"onnxruntime: {ort.__version__ if ort else 'not installed (pip install -r bench/requirements.txt)'}; "
+          f"ggml: {args.ggml or 'not given (--ggml)'}\n")
     print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'sgemm':>6} | {'attn fwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | "
           f"{'torch ms':>8} {'GFLOP/s':>7} {'x torch':>7} | {'math ms':>8} {'x math':>6} | "
           f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8} | "
-          f"{'ort ms':>8} {'x ort':>6}")
+          f"{'ort ms':>8} {'x ort':>6} | {'ggml ms':>8} {'x ggml':>6}")
     for (B, Hq, Hkv, N, d) in SHAPES:
         if args.quick and N > 2048:
             continue
@@ -180,12 +204,14 @@ def main():
             mm = 2.0 * SGEMM_N ** 3 / torch_mm(SGEMM_N, args.min_time) / 1e9
             t_train = torch_sdpa_train(B, Hq, Hkv, N, d, causal, args.min_time)
             t_ort = ort_attention(B, Hq, Hkv, N, d, causal, args.threads, args.min_time)
+            t_ggml = ggml_attention(args.ggml, B, Hq, Hkv, N, d, causal, args.threads, args.min_time)
             f = flops(B, Hq, N, d, causal)
             print(f"{str((B, Hq, Hkv, N, d)):22} {str(causal):>6} | {sg_fwd:6.1f} | {ms(t_fwd):11.2f} {gf(f, t_fwd):7.1f} "
                   f"{100 * gf(f, t_fwd) / sg_fwd:5.0f}% | {ms(t_sdpa):8.2f} {gf(f, t_sdpa):7.1f} {ratio(t_fwd, t_sdpa):7.2f} | "
                   f"{ms(t_math):8.2f} {ratio(t_fwd, t_math):6.2f} | {ms(t_bwd):11.2f} {gf(2.5 * f, t_bwd):7.1f} "
                   f"{100 * gf(2.5 * f, t_bwd) / sg_bwd:5.0f}% | {ms(t_fwd + t_bwd):8.1f} {ms(t_train):9.1f} "
-                  f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f} | {ms(t_ort):8.2f} {ratio(t_fwd, t_ort):6.2f}",
+                  f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f} | {ms(t_ort):8.2f} {ratio(t_fwd, t_ort):6.2f} | "
+                  f"{ms(t_ggml):8.2f} {ratio(t_fwd, t_ggml):6.2f}",
                   flush=True)
 
 
