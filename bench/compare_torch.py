@@ -19,7 +19,10 @@ For each shape of issue 4 — (B, H, N, d) = (1, 16, N, 64) for N in 512..4096,
               bench/peers/ggml_attention.cpp when --ggml points at it built
               (see that file); its column says n/a otherwise
 all measured back to back for that row, every library on the same number of
-threads. FLOPs: 4·B·H·N²·d, half when causal; backward 2.5× forward.
+threads. Then (unless --no-memory) each library's forward once more in a fresh
+process of its own (attn through its Python package, the same kernels):
+the growth of the peak resident set (VmHWM) during that one call beyond its
+output — the memory a forward needs besides its inputs and outputs. FLOPs: 4·B·H·N²·d, half when causal; backward 2.5× forward.
 
   python3 bench/compare_torch.py --bench build/release/bench/flash_bench [--threads 2] [--quick]
       [--ggml build/ggml_attention]
@@ -141,6 +144,81 @@ def ggml_attention(path, B, Hq, Hkv, N, d, causal, threads, min_time):
     return json.loads(run.stdout)["median_ms"] * 1e-3
 
 
+# One forward in a fresh process; prints the growth of VmHWM during the call
+# minus the output's bytes, in MiB. Inputs are made before the first reading
+# without temporaries (numpy, shared with torch), so freed pages cannot hide
+# what the call allocates.
+MEMORY_PROBE = r"""
+import json, sys
+import numpy as np
+lib, B, Hq, Hkv, N, d, causal, threads, ggml = json.loads(sys.argv[1])
+def hwm_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+rng = np.random.default_rng(0)
+q = rng.random((B, Hq, N, d), dtype=np.float32)
+k = rng.random((B, Hkv, N, d), dtype=np.float32)
+v = rng.random((B, Hkv, N, d), dtype=np.float32)
+gqa = Hq != Hkv
+if lib == "attn":
+    import attn
+    attn.set_num_threads(threads)
+    run = lambda: attn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+elif lib in ("torch", "math"):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+    if lib == "torch":
+        run = lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, enable_gqa=gqa)
+    else:
+        def run():
+            with torch.no_grad():
+                kk = tk.repeat_interleave(Hq // Hkv, dim=1) if gqa else tk
+                vv = tv.repeat_interleave(Hq // Hkv, dim=1) if gqa else tv
+                s = (tq @ kk.transpose(-2, -1)) * (d ** -0.5)
+                if causal:
+                    s = s.masked_fill(~torch.ones(N, N, dtype=torch.bool).tril(), float("-inf"))
+                return torch.softmax(s, dim=-1) @ vv
+elif lib == "ort":
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, N, d])
+    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
+    graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    run = lambda: sess.run(None, {"q": q, "k": k, "v": v})[0]
+before = hwm_mib()
+out = run()
+after = hwm_mib()
+print(after - before - B * Hq * N * d * 4 / 2**20)
+"""
+
+
+def peak_memory(lib, B, Hq, Hkv, N, d, causal, threads, ggml=None):
+    """MiB a forward grows the peak resident set beyond its output, in a fresh process (None: not measured)."""
+    if lib == "ort" and ort is None:
+        return None
+    if lib == "math" and B * Hq * N * N * 4 * 3 > 6 << 30:
+        return None
+    if lib == "ggml":
+        if not ggml:
+            return None
+        cmd = [ggml, str(Hq), str(Hkv), str(N), str(N), str(d), "f32", "causal" if causal else "none", str(threads),
+               "1", "0"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        return json.loads(run.stdout)["peak_growth_mib"] if run.returncode == 0 else None
+    args = json.dumps([lib, B, Hq, Hkv, N, d, causal, threads, None])
+    run = subprocess.run([sys.executable, "-c", MEMORY_PROBE, args], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"memory probe for {lib} failed:\n{run.stderr}")
+    return float(run.stdout.split()[-1])
+
+
 def torch_mm(n, min_time):
     a, b = torch.rand(n, n), torch.rand(n, n)
     return best_time(lambda: torch.mm(a, b), min_time)
@@ -172,6 +250,9 @@ def main():
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     ap.add_argument("--quick", action="store_true", help="skip N = 4096")
     ap.add_argument("--ggml", help="path to ggml_attention built from bench/peers/ggml_attention.cpp (optional)")
+    ap.add_argument("--no-memory", dest="memory", action="store_false",
+                    help="skip the peak-memory table (each library's forward once more, in a fresh process)")
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory table (no timings)")
     args = ap.parse_args()
     for flag, path in (("--bench", args.bench), ("--ggml", args.ggml)):
         if path and not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -186,11 +267,12 @@ def main():
           "sgemm run just before.")
     print(f"onnxruntime: {ort.__version__ if ort else 'not installed (pip install -r bench/requirements.txt)'}; "
           f"ggml: {args.ggml or 'not given (--ggml)'}\n")
-    print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'sgemm':>6} | {'attn fwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | "
-          f"{'torch ms':>8} {'GFLOP/s':>7} {'x torch':>7} | {'math ms':>8} {'x math':>6} | "
-          f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8} | "
-          f"{'ort ms':>8} {'x ort':>6} | {'ggml ms':>8} {'x ggml':>6}")
-    for (B, Hq, Hkv, N, d) in SHAPES:
+    if not args.memory_only:
+        print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'sgemm':>6} | {'attn fwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | "
+              f"{'torch ms':>8} {'GFLOP/s':>7} {'x torch':>7} | {'math ms':>8} {'x math':>6} | "
+              f"{'attn bwd ms':>11} {'GFLOP/s':>7} {'%sgemm':>6} | {'attn f+b':>8} {'torch f+b':>9} {'x torch':>7} | {'torch.mm':>8} | "
+              f"{'ort ms':>8} {'x ort':>6} | {'ggml ms':>8} {'x ggml':>6}")
+    for (B, Hq, Hkv, N, d) in ([] if args.memory_only else SHAPES):
         if args.quick and N > 2048:
             continue
         for causal in (False, True):
@@ -213,6 +295,19 @@ def main():
                   f"{ratio(t_fwd + t_bwd, t_train):7.2f} | {mm:8.1f} | {ms(t_ort):8.2f} {ratio(t_fwd, t_ort):6.2f} | "
                   f"{ms(t_ggml):8.2f} {ratio(t_fwd, t_ggml):6.2f}",
                   flush=True)
+    if args.memory or args.memory_only:
+        libs = ["attn", "torch", "math", "ort", "ggml"]
+        print("\nPeak memory of one forward beyond its inputs and output, MiB (fresh process each; "
+              "inputs and output: B·(Hq + 2·Hkv)·N·d·4 + B·Hq·N·d·4 bytes)")
+        print(f"{'shape (B,Hq,Hkv,N,d)':22} {'causal':>6} | {'in+out':>7} | " + " ".join(f"{x:>8}" for x in libs))
+        for (B, Hq, Hkv, N, d) in SHAPES:
+            if args.quick and N > 2048:
+                continue
+            for causal in (False, True):
+                io = (B * (2 * Hq + 2 * Hkv) * N * d * 4) / 2**20
+                mem = [peak_memory(x, B, Hq, Hkv, N, d, causal, args.threads, args.ggml) for x in libs]
+                print(f"{str((B, Hq, Hkv, N, d)):22} {str(causal):>6} | {io:7.1f} | " +
+                      " ".join(f"{m:8.1f}" if m is not None else f"{'n/a':>8}" for m in mem), flush=True)
 
 
 def gf(f, t):

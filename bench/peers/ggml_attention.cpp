@@ -18,13 +18,15 @@
 //   g++ -O2 -std=c++17 bench/peers/ggml_attention.cpp -I$GGML/include -L$GGML/build/src
 //       -lggml -lggml-base -lggml-cpu -Wl,-rpath,$GGML/build/src -o build/ggml_attention
 //   build/ggml_attention 32 8 1 16384 128 f16 zeros 2 20 1.0
-// Prints one JSON line: median and min ms, bytes of K + V as stored.
+// Prints one JSON line: median and min ms, bytes of K + V as stored, and how
+// much the first run grew the peak resident set beyond the output (MiB).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +35,15 @@
 #include "ggml.h"
 
 namespace {
+
+// VmHWM (peak resident set) of this process, in MiB.
+double peak_rss_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return -1;
+}
 
 int usage(const char* why) {
   std::fprintf(stderr, "ggml_attention: %s\nusage: ggml_attention Hq Hkv Lq Lk d f32|f16|q8_0 none|zeros|causal "
@@ -88,7 +99,12 @@ int main(int argc, char** argv) {
   ggml_cgraph* gf = ggml_new_graph(ctx);
   ggml_build_forward_expand(gf, out);
 
-  for (int r = 0; r < 2; ++r) ggml_graph_compute_with_ctx(ctx, gf, threads);
+  // The first run's growth of the peak resident set beyond the output: the
+  // memory the operation needs besides its inputs and output.
+  const double hwm_before = peak_rss_mib();
+  ggml_graph_compute_with_ctx(ctx, gf, threads);
+  const double peak_growth = peak_rss_mib() - hwm_before - static_cast<double>(ggml_nbytes(out)) / (1 << 20);
+  ggml_graph_compute_with_ctx(ctx, gf, threads);
   std::vector<double> ms;
   const auto start = std::chrono::steady_clock::now();
   while (static_cast<int>(ms.size()) < min_reps ||
@@ -99,9 +115,10 @@ int main(int argc, char** argv) {
   }
   std::sort(ms.begin(), ms.end());
   std::printf("{\"Hq\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, \"d\": %lld, \"type\": \"%s\", \"mask\": \"%s\", "
-              "\"threads\": %d, \"runs\": %zu, \"median_ms\": %.4f, \"min_ms\": %.4f, \"kv_bytes\": %.0f}\n",
+              "\"threads\": %d, \"runs\": %zu, \"median_ms\": %.4f, \"min_ms\": %.4f, \"kv_bytes\": %.0f, "
+              "\"peak_growth_mib\": %.1f}\n",
               (long long)Hq, (long long)Hkv, (long long)Lq, (long long)Lk, (long long)d, type_name.c_str(),
-              mask_kind.c_str(), threads, ms.size(), ms[ms.size() / 2], ms[0], 2.0 * double(kv_bytes));
+              mask_kind.c_str(), threads, ms.size(), ms[ms.size() / 2], ms[0], 2.0 * double(kv_bytes), peak_growth);
   ggml_free(ctx);
   return 0;
 }
