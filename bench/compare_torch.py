@@ -27,7 +27,9 @@ output — the memory a forward needs besides its inputs and outputs. FLOPs: 4·
   python3 bench/compare_torch.py --bench build/release/bench/flash_bench [--threads 2] [--quick]
       [--ggml build/ggml_attention]
 
-Timings are best-of-repeats wall times (ggml: the median of its runs). The machine may be shared: rows are
+Timings: attn's are Google Benchmark's mean over its iterations (at least
+--min-time seconds); torch's and ONNX Runtime's the best of their repeats;
+ggml's the median of its runs — if anything this favours the peers. The machine may be shared: rows are
 measured together so their ratios hold, but compare rows with care.
 """
 import argparse
@@ -117,7 +119,7 @@ def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
     """ONNX Runtime, one `Attention` node (opset 23) on [B, H, N, d] inputs."""
     if ort is None:
         return None
-    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, N, d])
+    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, "N", d])
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
     graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
@@ -144,10 +146,11 @@ def ggml_attention(path, B, Hq, Hkv, N, d, causal, threads, min_time):
     return json.loads(run.stdout)["median_ms"] * 1e-3
 
 
-# One forward in a fresh process; prints the growth of VmHWM during the call
-# minus the output's bytes, in MiB. Inputs are made before the first reading
-# without temporaries (numpy, shared with torch), so freed pages cannot hide
-# what the call allocates.
+# One forward in a fresh process; prints the growth of the peak resident set
+# during the call minus the output's bytes, in MiB. The library first runs a
+# tiny problem (thread pools, one-time set-up), then the peak is lowered to
+# the current resident set (5 > /proc/self/clear_refs), so neither the
+# imports nor the inputs' creation can hide what the call allocates.
 MEMORY_PROBE = r"""
 import json, sys
 import numpy as np
@@ -156,44 +159,51 @@ def hwm_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-rng = np.random.default_rng(0)
-q = rng.random((B, Hq, N, d), dtype=np.float32)
-k = rng.random((B, Hkv, N, d), dtype=np.float32)
-v = rng.random((B, Hkv, N, d), dtype=np.float32)
+def make_inputs(n):
+    rng = np.random.default_rng(0)
+    return (rng.random((B, Hq, n, d), dtype=np.float32), rng.random((B, Hkv, n, d), dtype=np.float32),
+            rng.random((B, Hkv, n, d), dtype=np.float32))
 gqa = Hq != Hkv
 if lib == "attn":
     import attn
     attn.set_num_threads(threads)
-    run = lambda: attn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+    run = lambda q, k, v: attn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
 elif lib in ("torch", "math"):
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
-    tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
     if lib == "torch":
-        run = lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, enable_gqa=gqa)
+        def run(q, k, v):
+            tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+            return F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, enable_gqa=gqa)
     else:
-        def run():
+        def run(q, k, v):
+            tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+            n = tq.shape[2]
             with torch.no_grad():
                 kk = tk.repeat_interleave(Hq // Hkv, dim=1) if gqa else tk
                 vv = tv.repeat_interleave(Hq // Hkv, dim=1) if gqa else tv
                 s = (tq @ kk.transpose(-2, -1)) * (d ** -0.5)
                 if causal:
-                    s = s.masked_fill(~torch.ones(N, N, dtype=torch.bool).tril(), float("-inf"))
+                    s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
                 return torch.softmax(s, dim=-1) @ vv
 elif lib == "ort":
     import onnxruntime as ort
     from onnx import TensorProto, helper
-    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, N, d])
+    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, "N", d])
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
     graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    run = lambda: sess.run(None, {"q": q, "k": k, "v": v})[0]
+    run = lambda q, k, v: sess.run(None, {"q": q, "k": k, "v": v})[0]
+run(*make_inputs(16))  # one-time set-up: thread pools, first allocations
+q, k, v = make_inputs(N)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak is now the current resident set
 before = hwm_mib()
-out = run()
+out = run(q, k, v)
 after = hwm_mib()
 print(after - before - B * Hq * N * d * 4 / 2**20)
 """
@@ -211,7 +221,9 @@ def peak_memory(lib, B, Hq, Hkv, N, d, causal, threads, ggml=None):
         cmd = [ggml, str(Hq), str(Hkv), str(N), str(N), str(d), "f32", "causal" if causal else "none", str(threads),
                "1", "0"]
         run = subprocess.run(cmd, capture_output=True, text=True)
-        return json.loads(run.stdout)["peak_growth_mib"] if run.returncode == 0 else None
+        if run.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
+        return json.loads(run.stdout)["peak_growth_mib"]
     args = json.dumps([lib, B, Hq, Hkv, N, d, causal, threads, None])
     run = subprocess.run([sys.executable, "-c", MEMORY_PROBE, args], capture_output=True, text=True)
     if run.returncode != 0:

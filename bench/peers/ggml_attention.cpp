@@ -9,8 +9,9 @@
 //   zeros   an all-zero F16 mask (what llama.cpp passes to a decode step)
 //   causal  an F16 mask with −∞ where key j > query i + (Lk − Lq): causal,
 //           bottom-right aligned (top-left too when Lq = Lk)
-// Timing: 2 warm-up runs, then runs of ggml_graph_compute_with_ctx on
-// `threads` threads until at least `min_reps` runs and `min_time` seconds.
+// Timing: 2 warm-up runs, then runs of ggml_graph_compute (one plan, one
+// work buffer) on `threads` threads until at least `min_reps` runs and
+// `min_time` seconds.
 //
 // ggml is not a dependency of attn and nothing here builds it. With a ggml
 // (github.com/ggml-org/ggml, or llama.cpp's ggml/) built by its own CMake
@@ -45,6 +46,10 @@ double peak_rss_mib() {
   return -1;
 }
 
+// Lowers VmHWM to the current resident set (Linux: 5 > /proc/self/clear_refs),
+// so that what came before cannot hide the growth measured next.
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
 int usage(const char* why) {
   std::fprintf(stderr, "ggml_attention: %s\nusage: ggml_attention Hq Hkv Lq Lk d f32|f16|q8_0 none|zeros|causal "
                "threads min_reps min_time\n", why);
@@ -65,6 +70,7 @@ int main(int argc, char** argv) {
   if (type_name != "f32" && type_name != "f16" && type_name != "q8_0") return usage("type must be f32, f16 or q8_0");
   if (mask_kind != "none" && mask_kind != "zeros" && mask_kind != "causal") return usage("mask must be none, zeros or causal");
   const ggml_type type = type_name == "f32" ? GGML_TYPE_F32 : type_name == "f16" ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
+  if (type == GGML_TYPE_Q8_0 && d % 32 != 0) return usage("q8_0 needs d a multiple of 32 (its block size)");
 
   const size_t kv_bytes = ggml_row_size(type, d) * Lk * Hkv;
   const size_t q_bytes = sizeof(float) * d * Lq * Hq, mask_bytes = sizeof(ggml_fp16_t) * Lk * Lq;
@@ -101,16 +107,23 @@ int main(int argc, char** argv) {
 
   // The first run's growth of the peak resident set beyond the output: the
   // memory the operation needs besides its inputs and output.
+  // One plan and one work buffer for every run (ggml_graph_compute_with_ctx
+  // would take a new work buffer from the context on each call). The work
+  // buffer counts in the first run's memory.
+  reset_peak_rss();
   const double hwm_before = peak_rss_mib();
-  ggml_graph_compute_with_ctx(ctx, gf, threads);
+  ggml_cplan plan = ggml_graph_plan(gf, threads, nullptr);
+  std::vector<uint8_t> work(plan.work_size);
+  plan.work_data = work.data();
+  ggml_graph_compute(gf, &plan);
   const double peak_growth = peak_rss_mib() - hwm_before - static_cast<double>(ggml_nbytes(out)) / (1 << 20);
-  ggml_graph_compute_with_ctx(ctx, gf, threads);
+  ggml_graph_compute(gf, &plan);
   std::vector<double> ms;
   const auto start = std::chrono::steady_clock::now();
   while (static_cast<int>(ms.size()) < min_reps ||
          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_time) {
     const auto t0 = std::chrono::steady_clock::now();
-    ggml_graph_compute_with_ctx(ctx, gf, threads);
+    ggml_graph_compute(gf, &plan);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());

@@ -9,31 +9,30 @@
 // Expected values: scaled_dot_product_attention in float64 on each
 // sequence's tokens as the cache holds them (cache.keys()/values(): exact for
 // float32, the stored bf16/int8 values otherwise), checked with
-// tests/accuracy.hpp's bound against the float32 readable twin,
+// tests/fuzz.hpp's bound against the float32 readable twin,
 // attention_decode_reference. For float32 caches the held tokens are also
-// compared with what was appended (equal bit for bit), and for bfloat16 with
-// its stated bound |stored − x| <= 2⁻⁸·|x|, so the storage is checked too,
+// compared with what was appended (equal bit for bit), for bfloat16 and int8
+// with their stated bounds, keys and values, so the storage is checked too,
 // not only the kernel that reads it.
 //
-// Floor (tests/accuracy.hpp): 2e-5, the hand-written decode tests' tolerance
+// Floor (tests/fuzz.hpp): 2e-5, the hand-written decode tests' tolerance
 // (tests/inference/kv_cache_test.cpp), for elements the reference happens to
 // get exactly right.
 //
 // The suite runs kDefaultCases cases; a soak run sets
-//   ATTN_FUZZ_CASES=5000 ctest --preset release -R DecodeFuzz --output-on-failure
+//   ATTN_FUZZ_CASES=5000 ctest --preset release -R DecodeFuzz -V
 // and ATTN_FUZZ_SEED=<n> reruns case n alone.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <random>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
-#include "accuracy.hpp"
+#include "fuzz.hpp"
 #include "attn/kv_cache.hpp"
 #include "attn/sdpa.hpp"
 
@@ -49,19 +48,6 @@ constexpr int kDefaultCases = 200;
 constexpr double kFloor = 2e-5;
 
 attn_test::AccuracyStats g_stats;
-struct ReportWorst : testing::Environment {
-  void TearDown() override {
-    std::printf("[ fuzz     ] decode: largest error / its bound: %.3g; largest error / float32 reference error: "
-                "%.3g; largest bound: %.3g\n",
-                g_stats.worst_of_bound, g_stats.worst_ratio, g_stats.largest_bound);
-  }
-};
-const auto* const g_report = testing::AddGlobalTestEnvironment(new ReportWorst);
-
-int64_t env_int(const char* name, int64_t fallback) {
-  const char* s = std::getenv(name);
-  return s && *s ? std::atoll(s) : fallback;
-}
 
 Tensor<float> uniform(const attn::Shape& shape, std::mt19937& gen, float lo = -1.0f, float hi = 1.0f) {
   Tensor<float> t(shape);
@@ -167,19 +153,33 @@ void run_case(uint64_t seed) {
   SCOPED_TRACE("case " + std::to_string(seed) + ": " + d.str() + "  (rerun: ATTN_FUZZ_SEED=" + std::to_string(seed) +
                ")");
 
-  // The storage: what the cache holds against what was appended.
+  // The storage: what the cache holds against what was appended, keys and
+  // values, within each storage's stated bound (attn/kv_cache.hpp): float32
+  // exact; bfloat16 |stored − x| <= 2⁻⁸·|x|; int8 |stored − x| <= s/2 with
+  // s = max |x| / 127 over the token's group of quant_group tokens, per
+  // channel (plus the float rounding of stored = round(x/s)·s).
+  const int64_t G = cache.config().quant_group;
   for (int64_t b = 0; b < B; ++b) {
     ASSERT_EQ(cache.length(0, b), lengths[b]);
-    const Tensor<float> held = cache.keys(0, b);
     const int64_t first = cache.first_kept(0, b);
-    for (int64_t h = 0; h < Hkv; ++h)
-      for (int64_t t = first; t < lengths[b]; ++t)
-        for (int64_t x = 0; x < Dk; ++x) {
-          const float want = keys[b](h, t, x), got = held(0, h, t, x);
-          if (storage == KVStorage::Float32) ASSERT_EQ(got, want) << "key b=" << b << " h=" << h << " t=" << t;
-          if (storage == KVStorage::BFloat16)
-            ASSERT_LE(std::abs(got - want), 0x1p-8 * std::abs(want)) << "key b=" << b << " h=" << h << " t=" << t;
-        }
+    for (const auto& [name, appended, held] :
+         {std::tuple{"key", &keys[b], cache.keys(0, b)}, std::tuple{"value", &values[b], cache.values(0, b)}}) {
+      const int64_t D = appended->size(2);
+      for (int64_t h = 0; h < Hkv; ++h)
+        for (int64_t t = first; t < lengths[b]; ++t)
+          for (int64_t x = 0; x < D; ++x) {
+            const double want = (*appended)(h, t, x), got = held(0, h, t, x);
+            double bound = 0;
+            if (storage == KVStorage::BFloat16) bound = 0x1p-8 * std::abs(want);
+            if (storage == KVStorage::Int8) {
+              double amax = 0;
+              for (int64_t u = t / G * G; u < std::min((t / G + 1) * G, lengths[b]); ++u)
+                amax = std::max(amax, std::abs(static_cast<double>((*appended)(h, u, x))));
+              bound = amax / 127 / 2 * (1 + 1e-6) + 1e-7 * std::abs(want);
+            }
+            ASSERT_LE(std::abs(got - want), bound) << name << " b=" << b << " h=" << h << " t=" << t << " x=" << x;
+          }
+    }
   }
 
   const Tensor<float> q = uniform({B, Hq, Lq, Dk}, gen);
@@ -205,18 +205,7 @@ void run_case(uint64_t seed) {
 }
 
 TEST(DecodeFuzz, RandomCachesAndOptionsMatchTheReference) {
-  const int64_t only = env_int("ATTN_FUZZ_SEED", -1);
-  if (only >= 0) {
-    run_case(static_cast<uint64_t>(only));
-    return;
-  }
-  const int64_t cases = env_int("ATTN_FUZZ_CASES", kDefaultCases);
-  for (int64_t seed = 0; seed < cases && !HasFatalFailure(); ++seed) {
-    run_case(static_cast<uint64_t>(seed));
-    if (cases > 200 && (seed + 1) % 500 == 0)
-      std::printf("[ fuzz     ] %lld / %lld cases\n", static_cast<long long>(seed + 1), static_cast<long long>(cases));
-  }
-  std::printf("[ fuzz     ] %lld random decode steps against float64\n", static_cast<long long>(cases));
+  attn_test::run_cases("DecodeFuzz (KV caches and decode steps)", kDefaultCases, g_stats, run_case);
 }
 
 }  // namespace
