@@ -25,15 +25,13 @@ of at least 20 runs.
       [--ggml build/ggml_attention] [--threads 2]
 """
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
+
+# The runners and formatting this script shares with the prefill comparison.
+from compare_torch import best_time, google_benchmark_rows, ms, ratio, require_executables, run_ggml, seconds
 
 L, D, HQ = 16384, 128, 32
 ROWS = [  # (Hkv, attn storage, torch dtype or None, ggml type)
@@ -46,33 +44,15 @@ ROWS = [  # (Hkv, attn storage, torch dtype or None, ggml type)
 ]
 
 
-def best_time(fn, min_time, min_reps=5):
-    fn()  # warm-up
-    times, start = [], time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def run_attn(path, threads, min_time, hkv, storage):
     """decode_bench on one row: (seconds per step, GB/s, % of the same-run read, read GB/s)."""
     name = f"BM_Decode/Hq:{HQ}/Hkv:{hkv}/L:{L}/d:{D}/kv:{storage}/"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "decode.json")
-        cmd = [path, f"--threads={threads}", f"--benchmark_filter=^{name}", f"--benchmark_min_time={min_time}",
-               f"--benchmark_out={out}", "--benchmark_out_format=json"]
-        run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if run.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
-        with open(out) as f:
-            rows = [b for b in json.load(f)["benchmarks"] if b.get("run_type") == "iteration"]
+    rows = google_benchmark_rows([path, f"--threads={threads}", f"--benchmark_filter=^{name}",
+                                  f"--benchmark_min_time={min_time}"])
     if len(rows) != 1:
         sys.exit(f"decode_bench: expected one benchmark for {name}, got {len(rows)}")
     b = rows[0]
-    unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
-    return b["real_time"] * unit, b["GB/s"], b["%read"], b["read_GB/s"]
+    return seconds(b), b["GB/s"], b["%read"], b["read_GB/s"]
 
 
 def run_torch(hkv, dtype, min_time):
@@ -83,17 +63,14 @@ def run_torch(hkv, dtype, min_time):
     k = torch.randn(1, hkv, L, D, generator=g).to(dtype)
     v = torch.randn(1, hkv, L, D, generator=g).to(dtype)
     with torch.no_grad():
-        return best_time(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=hkv != HQ), min_time)
+        return best_time(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=hkv != HQ), min_time, min_reps=5)
 
 
-def run_ggml(path, threads, min_time, hkv, gtype):
+def ggml_decode(path, threads, min_time, hkv, gtype):
+    """ggml's decode step (all-zero mask, as llama.cpp passes), median seconds of at least 20 runs."""
     if not path:
         return None
-    cmd = [path, str(HQ), str(hkv), "1", str(L), str(D), gtype, "zeros", str(threads), "20", str(min_time)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
-    return json.loads(run.stdout)["median_ms"] * 1e-3
+    return run_ggml(path, HQ, hkv, 1, L, D, gtype, "zeros", threads, 20, min_time)["median_ms"] * 1e-3
 
 
 def main():
@@ -103,9 +80,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     args = ap.parse_args()
-    for flag, path in (("--bench", args.bench), ("--ggml", args.ggml)):
-        if path and not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            ap.error(f"{flag} {path}: not an executable file")
+    require_executables(ap, bench=args.bench, ggml=args.ggml)
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn: {args.bench}; "
@@ -116,22 +91,14 @@ def main():
         t_attn, gbs, pct, read = run_attn(args.bench, args.threads, args.min_time, hkv, storage)
         nbytes = gbs * 1e9 * t_attn  # decode_bench's bytes of K + V as stored
         t_torch = run_torch(hkv, dtype, args.min_time)
-        t_ggml = run_ggml(args.ggml, args.threads, args.min_time, hkv, gtype)
+        t_ggml = ggml_decode(args.ggml, args.threads, args.min_time, hkv, gtype)
         print(f"{HQ}/{hkv:<4} {storage:5} {nbytes / 1e6:6.1f} | {ms(t_attn):8.2f} {gbs:6.1f} {pct:5.0f}% {read:9.1f} | "
               f"{ms(t_torch):8.2f} {rate(nbytes, t_torch):6.1f} {ratio(t_attn, t_torch):7.2f} | "
               f"{gtype:>5} {ms(t_ggml):8.2f} {rate(nbytes, t_ggml):6.1f} {ratio(t_attn, t_ggml):6.2f}", flush=True)
 
 
-def ms(t):
-    return t * 1e3 if t else float("nan")
-
-
 def rate(nbytes, t):
     return nbytes / t / 1e9 if t else float("nan")
-
-
-def ratio(a, b):
-    return b / a if a and b else float("nan")
 
 
 if __name__ == "__main__":

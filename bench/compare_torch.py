@@ -43,8 +43,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+import numpy as np
+
 try:  # optional peer
-    import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
 except ImportError:
@@ -88,15 +89,16 @@ def torch_sdpa(B, Hq, Hkv, N, d, causal, min_time):
             kk = k.repeat_interleave(Hq // Hkv, dim=1) if gqa else k
             vv = v.repeat_interleave(Hq // Hkv, dim=1) if gqa else v
             mask = torch.ones(N, N, dtype=torch.bool).tril() if causal else None
-
-            def plain():
-                s = (q @ kk.transpose(-2, -1)) * (d ** -0.5)
-                if mask is not None:
-                    s = s.masked_fill(~mask, float("-inf"))
-                return torch.softmax(s, dim=-1) @ vv
-
-            math = best_time(plain, min_time)
+            math = best_time(lambda: math_attention(q, kk, vv, mask), min_time)
     return sdpa, math
+
+
+def math_attention(q, k, v, mask=None):
+    """The plain composition softmax(q·kᵀ/√d + mask)·v; k, v with q's heads, mask bool (True = attend)."""
+    s = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
 
 
 def torch_sdpa_train(B, Hq, Hkv, N, d, causal, min_time):
@@ -115,17 +117,23 @@ def torch_sdpa_train(B, Hq, Hkv, N, d, causal, min_time):
     return best_time(step, min_time)
 
 
-def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
-    """ONNX Runtime, one `Attention` node (opset 23) on [B, H, N, d] inputs."""
-    if ort is None:
-        return None
-    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, "N", d])
+def ort_session(B, Hq, Hkv, N, d, causal, threads):
+    """An ONNX Runtime session of one `Attention` node (opset 23) on [B, H, N, d]
+    inputs q, k, v; N may be a name ("N") for any sequence length."""
+    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, N, d])
     node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
     graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
+    """ONNX Runtime's Attention forward, best seconds."""
+    if ort is None:
+        return None
+    sess = ort_session(B, Hq, Hkv, N, d, causal, threads)
     rng = np.random.default_rng(0)
     feeds = {"q": rng.uniform(-1, 1, (B, Hq, N, d)).astype(np.float32),
              "k": rng.uniform(-1, 1, (B, Hkv, N, d)).astype(np.float32),
@@ -133,80 +141,73 @@ def ort_attention(B, Hq, Hkv, N, d, causal, threads, min_time):
     return best_time(lambda: sess.run(None, feeds), min_time)
 
 
-def ggml_attention(path, B, Hq, Hkv, N, d, causal, threads, min_time):
-    """ggml's CPU flash attention (bench/peers/ggml_attention.cpp), median seconds."""
-    if not path:
-        return None
-    assert B == 1, "ggml_attention runs batch 1"
-    cmd = [path, str(Hq), str(Hkv), str(N), str(N), str(d), "f32", "causal" if causal else "none", str(threads),
-           "3", str(min_time)]
+def run_ggml(path, Hq, Hkv, Lq, Lk, d, kv_type, mask, threads, min_reps, min_time):
+    """One run of bench/peers/ggml_attention (batch 1): its JSON line as a dict
+    (median_ms, min_ms, kv_bytes, peak_growth_mib, ...)."""
+    cmd = [path, str(Hq), str(Hkv), str(Lq), str(Lk), str(d), kv_type, mask, str(threads), str(min_reps),
+           str(min_time)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
-    return json.loads(run.stdout)["median_ms"] * 1e-3
+    return json.loads(run.stdout)
 
 
-# One forward in a fresh process; prints the growth of the peak resident set
-# during the call minus the output's bytes, in MiB. The library first runs a
-# tiny problem (thread pools, one-time set-up), then the peak is lowered to
-# the current resident set (5 > /proc/self/clear_refs), so neither the
-# imports nor the inputs' creation can hide what the call allocates.
-MEMORY_PROBE = r"""
-import json, sys
-import numpy as np
-lib, B, Hq, Hkv, N, d, causal, threads, ggml = json.loads(sys.argv[1])
-def hwm_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-def make_inputs(n):
-    rng = np.random.default_rng(0)
-    return (rng.random((B, Hq, n, d), dtype=np.float32), rng.random((B, Hkv, n, d), dtype=np.float32),
-            rng.random((B, Hkv, n, d), dtype=np.float32))
-gqa = Hq != Hkv
-if lib == "attn":
-    import attn
-    attn.set_num_threads(threads)
-    run = lambda q, k, v: attn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
-elif lib in ("torch", "math"):
-    import torch
-    import torch.nn.functional as F
+def ggml_attention(path, B, Hq, Hkv, N, d, causal, threads, min_time):
+    """ggml's CPU flash attention forward (f32 K/V), median seconds."""
+    if not path:
+        return None
+    assert B == 1, "ggml_attention runs batch 1"
+    mask = "causal" if causal else "none"
+    return run_ggml(path, Hq, Hkv, N, N, d, "f32", mask, threads, 3, min_time)["median_ms"] * 1e-3
+
+
+def memory_probe(lib, B, Hq, Hkv, N, d, causal, threads):
+    """Runs in a fresh process (--memory-probe): one forward of `lib`, returning
+    the growth of the peak resident set during the call minus the output's
+    bytes, in MiB. The library first runs a tiny problem (thread pools,
+    one-time set-up), then the peak is lowered to the current resident set
+    (5 > /proc/self/clear_refs), so neither the imports nor the inputs'
+    creation can hide what the call allocates. Inputs are numpy arrays made
+    without temporaries (shared with torch, not copied)."""
+    def hwm_mib():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+
+    def make_inputs(n):
+        rng = np.random.default_rng(0)
+        return (rng.random((B, Hq, n, d), dtype=np.float32), rng.random((B, Hkv, n, d), dtype=np.float32),
+                rng.random((B, Hkv, n, d), dtype=np.float32))
+
+    gqa = Hq != Hkv
     torch.set_num_threads(threads)
-    if lib == "torch":
+    if lib == "attn":
+        import attn
+        attn.set_num_threads(threads)
+        run = lambda q, k, v: attn.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
+    elif lib == "torch":
         def run(q, k, v):
             tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
             return F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal, enable_gqa=gqa)
-    else:
+    elif lib == "math":
         def run(q, k, v):
             tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
             n = tq.shape[2]
             with torch.no_grad():
                 kk = tk.repeat_interleave(Hq // Hkv, dim=1) if gqa else tk
                 vv = tv.repeat_interleave(Hq // Hkv, dim=1) if gqa else tv
-                s = (tq @ kk.transpose(-2, -1)) * (d ** -0.5)
-                if causal:
-                    s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
-                return torch.softmax(s, dim=-1) @ vv
-elif lib == "ort":
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-    info = lambda name, h: helper.make_tensor_value_info(name, TensorProto.FLOAT, [B, h, "N", d])
-    node = helper.make_node("Attention", ["q", "k", "v"], ["y"], is_causal=int(causal))
-    graph = helper.make_graph([node], "attention", [info("q", Hq), info("k", Hkv), info("v", Hkv)], [info("y", Hq)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    run = lambda q, k, v: sess.run(None, {"q": q, "k": k, "v": v})[0]
-run(*make_inputs(16))  # one-time set-up: thread pools, first allocations
-q, k, v = make_inputs(N)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # the peak is now the current resident set
-before = hwm_mib()
-out = run(q, k, v)
-after = hwm_mib()
-print(after - before - B * Hq * N * d * 4 / 2**20)
-"""
+                return math_attention(tq, kk, vv, torch.ones(n, n, dtype=torch.bool).tril() if causal else None)
+    else:  # "ort"
+        sess = ort_session(B, Hq, Hkv, "N", d, causal, threads)
+        run = lambda q, k, v: sess.run(None, {"q": q, "k": k, "v": v})[0]
+    run(*make_inputs(16))  # one-time set-up: thread pools, first allocations
+    q, k, v = make_inputs(N)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak is now the current resident set
+    before = hwm_mib()
+    run(q, k, v)
+    return hwm_mib() - before - B * Hq * N * d * 4 / 2**20
 
 
 def peak_memory(lib, B, Hq, Hkv, N, d, causal, threads, ggml=None):
@@ -218,14 +219,12 @@ def peak_memory(lib, B, Hq, Hkv, N, d, causal, threads, ggml=None):
     if lib == "ggml":
         if not ggml:
             return None
-        cmd = [ggml, str(Hq), str(Hkv), str(N), str(N), str(d), "f32", "causal" if causal else "none", str(threads),
-               "1", "0"]
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
-        return json.loads(run.stdout)["peak_growth_mib"]
-    args = json.dumps([lib, B, Hq, Hkv, N, d, causal, threads, None])
-    run = subprocess.run([sys.executable, "-c", MEMORY_PROBE, args], capture_output=True, text=True)
+        assert B == 1, "ggml_attention runs batch 1"
+        mask = "causal" if causal else "none"
+        return run_ggml(ggml, Hq, Hkv, N, N, d, "f32", mask, threads, 1, 0)["peak_growth_mib"]
+    args = json.dumps([lib, B, Hq, Hkv, N, d, causal, threads])
+    run = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-probe", args],
+                         capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"memory probe for {lib} failed:\n{run.stderr}")
     return float(run.stdout.split()[-1])
@@ -239,23 +238,42 @@ def torch_mm(n, min_time):
 def run_flash_bench(path, threads, min_time, shape_filter):
     """Runs flash_bench on one shape: forward and backward, each after its
     paired sgemm run. Returns {benchmark name: seconds per iteration}."""
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its kernel for this CPU
+    rows = google_benchmark_rows([path, f"--threads={threads}", f"--benchmark_filter={shape_filter}",
+                                  f"--benchmark_min_time={min_time}"], env)
+    return {b["name"]: seconds(b) for b in rows}
+
+
+def google_benchmark_rows(cmd, env=None):
+    """Runs a Google Benchmark program (cmd: program and flags) and returns
+    its iteration rows from the JSON output (aggregates left out)."""
     with tempfile.TemporaryDirectory() as tmp:
-        json_path = os.path.join(tmp, "flash_bench.json")
-        cmd = [path, f"--threads={threads}", f"--benchmark_filter={shape_filter}", f"--benchmark_min_time={min_time}",
-               f"--benchmark_out={json_path}", "--benchmark_out_format=json"]
-        env = dict(os.environ)
-        env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its kernel for this CPU
+        json_path = os.path.join(tmp, "benchmark.json")
+        cmd = cmd + [f"--benchmark_out={json_path}", "--benchmark_out_format=json"]
         run = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if run.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{run.stderr}")
         with open(json_path) as f:
-            data = json.load(f)
-    unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-    return {b["name"]: b["real_time"] * unit[b["time_unit"]] for b in data["benchmarks"]
-            if b.get("run_type") == "iteration"}
+            return [b for b in json.load(f)["benchmarks"] if b.get("run_type") == "iteration"]
+
+
+def seconds(row):
+    """A Google Benchmark row's real time per iteration, in seconds."""
+    return row["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[row["time_unit"]]
+
+
+def require_executables(ap, **paths):
+    """argparse error unless each given path (flag name -> path or None) is an executable file."""
+    for flag, path in paths.items():
+        if path and not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            ap.error(f"--{flag} {path}: not an executable file")
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-probe":  # internal: see peak_memory
+        print(memory_probe(*json.loads(sys.argv[2])))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", required=True, help="path to flash_bench")
     ap.add_argument("--threads", type=int, default=2)
@@ -266,9 +284,7 @@ def main():
                     help="skip the peak-memory table (each library's forward once more, in a fresh process)")
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory table (no timings)")
     args = ap.parse_args()
-    for flag, path in (("--bench", args.bench), ("--ggml", args.ggml)):
-        if path and not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            ap.error(f"{flag} {path}: not an executable file")
+    require_executables(ap, bench=args.bench, ggml=args.ggml)
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; attn: {args.bench} "

@@ -8,23 +8,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 
 #include "attn/sdpa.hpp"
 #include "cpu/flash_attention.hpp"
+#include "peak_rss.hpp"
 
 namespace {
-
-// VmHWM (peak resident set) of this process, in MiB.
-double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return -1;
-}
 
 attn::Tensor<float> random_tensor(const attn::Shape& shape, uint32_t seed) {
   attn::Tensor<float> t(shape);
@@ -46,7 +37,7 @@ int main(int argc, char** argv) {
   const bool backward = std::strcmp(argv[1], "fwdbwd") == 0;
   const int64_t N = std::atoll(argv[2]), H = std::atoll(argv[3]), d = std::atoll(argv[4]);
   const auto q = random_tensor({1, H, N, d}, 1), k = random_tensor({1, H, N, d}, 2), v = random_tensor({1, H, N, d}, 3);
-  const double before = peak_rss_mib();
+  const double before = bench::peak_rss_mib();
   attn::SdpaOptions<float> o;
   o.is_causal = true;
   const auto t0 = std::chrono::steady_clock::now();
@@ -63,7 +54,7 @@ int main(int argc, char** argv) {
     t_bwd = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
     accounted += g.d_query.numel() + g.d_key.numel() + g.d_value.numel();
   }
-  const double after = peak_rss_mib();
+  const double after = bench::peak_rss_mib();
   const double t_fwd = std::chrono::duration<double>(t1 - t0).count();
   std::printf("%s causal N=%lld heads=%lld d=%lld: forward %.2f s%s\n", backward ? "forward+backward" : "forward",
               static_cast<long long>(N), static_cast<long long>(H), static_cast<long long>(d), t_fwd,

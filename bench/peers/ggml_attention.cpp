@@ -27,28 +27,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../peak_rss.hpp"  // bench/peak_rss.hpp
 #include "ggml-cpu.h"
 #include "ggml.h"
 
 namespace {
-
-// VmHWM (peak resident set) of this process, in MiB.
-double peak_rss_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return -1;
-}
-
-// Lowers VmHWM to the current resident set (Linux: 5 > /proc/self/clear_refs),
-// so that what came before cannot hide the growth measured next.
-void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 int usage(const char* why) {
   std::fprintf(stderr, "ggml_attention: %s\nusage: ggml_attention Hq Hkv Lq Lk d f32|f16|q8_0 none|zeros|causal "
@@ -68,7 +55,8 @@ int main(int argc, char** argv) {
   if (Hq < 1 || Hkv < 1 || Hq % Hkv != 0 || Lq < 1 || Lk < 1 || d < 1 || threads < 1 || min_reps < 1)
     return usage("sizes, threads and min_reps must be positive, Hq a multiple of Hkv");
   if (type_name != "f32" && type_name != "f16" && type_name != "q8_0") return usage("type must be f32, f16 or q8_0");
-  if (mask_kind != "none" && mask_kind != "zeros" && mask_kind != "causal") return usage("mask must be none, zeros or causal");
+  if (mask_kind != "none" && mask_kind != "zeros" && mask_kind != "causal")
+    return usage("mask must be none, zeros or causal");
   const ggml_type type = type_name == "f32" ? GGML_TYPE_F32 : type_name == "f16" ? GGML_TYPE_F16 : GGML_TYPE_Q8_0;
   if (type == GGML_TYPE_Q8_0 && d % 32 != 0) return usage("q8_0 needs d a multiple of 32 (its block size)");
 
@@ -110,13 +98,13 @@ int main(int argc, char** argv) {
   // One plan and one work buffer for every run (ggml_graph_compute_with_ctx
   // would take a new work buffer from the context on each call). The work
   // buffer counts in the first run's memory.
-  reset_peak_rss();
-  const double hwm_before = peak_rss_mib();
+  bench::reset_peak_rss();
+  const double hwm_before = bench::peak_rss_mib();
   ggml_cplan plan = ggml_graph_plan(gf, threads, nullptr);
   std::vector<uint8_t> work(plan.work_size);
   plan.work_data = work.data();
   ggml_graph_compute(gf, &plan);
-  const double peak_growth = peak_rss_mib() - hwm_before - static_cast<double>(ggml_nbytes(out)) / (1 << 20);
+  const double peak_growth = bench::peak_rss_mib() - hwm_before - static_cast<double>(ggml_nbytes(out)) / (1 << 20);
   ggml_graph_compute(gf, &plan);
   std::vector<double> ms;
   const auto start = std::chrono::steady_clock::now();
@@ -127,7 +115,8 @@ int main(int argc, char** argv) {
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("{\"Hq\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, \"d\": %lld, \"type\": \"%s\", \"mask\": \"%s\", "
+  std::printf("{\"Hq\": %lld, \"Hkv\": %lld, \"Lq\": %lld, \"Lk\": %lld, \"d\": %lld, \"type\": \"%s\", "
+              "\"mask\": \"%s\", "
               "\"threads\": %d, \"runs\": %zu, \"median_ms\": %.4f, \"min_ms\": %.4f, \"kv_bytes\": %.0f, "
               "\"peak_growth_mib\": %.1f}\n",
               (long long)Hq, (long long)Hkv, (long long)Lq, (long long)Lk, (long long)d, type_name.c_str(),
