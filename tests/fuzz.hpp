@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 
 #include "attn/sdpa.hpp"
@@ -97,6 +98,22 @@ inline void expect_accurate(const attn::Tensor<float>& tested, const attn::Tenso
   stats.largest_bound = std::max(stats.largest_bound, bound);
   if (reference_error > 1e-6) stats.worst_ratio = std::max(stats.worst_ratio, error / reference_error);
 }
+
+// ---- drawing a case ----------------------------------------------------------------
+// A case's random choices, all from one generator seeded by the case's seed.
+struct Draw {
+  std::mt19937 gen;
+  explicit Draw(uint32_t seed) : gen(seed) {}
+  int64_t pick(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(gen); }
+  bool chance(double p) { return std::bernoulli_distribution(p)(gen); }
+  double real(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(gen); }
+  attn::Tensor<float> uniform(const attn::Shape& shape, float lo = -1.0f, float hi = 1.0f) {
+    attn::Tensor<float> t(shape);
+    std::uniform_real_distribution<float> dist(lo, hi);
+    for (int64_t n = 0; n < t.numel(); ++n) t.flat(n) = dist(gen);
+    return t;
+  }
+};
 
 // ---- the loop over cases -----------------------------------------------------------
 //   ATTN_FUZZ_CASES=n   run cases 0 .. n−1 (n >= 1; default: the test's own count)

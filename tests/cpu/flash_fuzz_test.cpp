@@ -39,7 +39,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <random>
 #include <sstream>
 #include <string>
 
@@ -71,38 +70,29 @@ struct Case {
   std::string description;
 };
 
-Tensor<float> uniform(const Shape& shape, std::mt19937& gen, float lo = -1.0f, float hi = 1.0f) {
-  Tensor<float> t(shape);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  for (int64_t n = 0; n < t.numel(); ++n) t.flat(n) = dist(gen);
-  return t;
-}
-
 // A [B, H, L, D] tensor, either contiguous or a transposed view of a
 // [B, L, H, D] one (the layout of a model's projections).
-Tensor<float> activation(int64_t B, int64_t H, int64_t L, int64_t D, bool transposed, std::mt19937& gen) {
-  if (!transposed) return uniform({B, H, L, D}, gen);
-  return uniform({B, L, H, D}, gen).transpose(1, 2);
+Tensor<float> activation(int64_t B, int64_t H, int64_t L, int64_t D, bool transposed, attn_test::Draw& draw) {
+  if (!transposed) return draw.uniform({B, H, L, D});
+  return draw.uniform({B, L, H, D}).transpose(1, 2);
 }
 
 Case make_case(uint64_t seed) {
-  std::mt19937 gen(static_cast<uint32_t>(seed * 2654435761u + 12345u));
-  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(gen); };
-  auto chance = [&](double p) { return std::bernoulli_distribution(p)(gen); };
+  attn_test::Draw draw(static_cast<uint32_t>(seed * 2654435761u + 12345u));
   // Lengths: mostly around a block (64 keys, ~64 query rows), sometimes tiny.
-  auto length = [&] { return chance(0.2) ? pick(1, 4) : pick(1, 140); };
+  auto length = [&] { return draw.chance(0.2) ? draw.pick(1, 4) : draw.pick(1, 140); };
   const int64_t head_dims[] = {1, 3, 8, 16, 33, 64, 80, 128};
 
   Case c;
   std::ostringstream d;
-  const int64_t B = pick(1, 2), Hkv = pick(1, 3), group = pick(1, 3), Hq = Hkv * group;
+  const int64_t B = draw.pick(1, 2), Hkv = draw.pick(1, 3), group = draw.pick(1, 3), Hq = Hkv * group;
   const int64_t Lq = length(), Lk = length();
-  const int64_t Dk = head_dims[pick(0, 7)], Dv = chance(0.5) ? Dk : head_dims[pick(0, 7)];
-  const bool transposed = chance(0.3);
-  c.q = activation(B, Hq, Lq, Dk, transposed, gen);
-  c.k = activation(B, Hkv, Lk, Dk, transposed, gen);
-  c.v = activation(B, Hkv, Lk, Dv, transposed, gen);
-  c.dout = uniform({B, Hq, Lq, Dv}, gen);
+  const int64_t Dk = head_dims[draw.pick(0, 7)], Dv = draw.chance(0.5) ? Dk : head_dims[draw.pick(0, 7)];
+  const bool transposed = draw.chance(0.3);
+  c.q = activation(B, Hq, Lq, Dk, transposed, draw);
+  c.k = activation(B, Hkv, Lk, Dk, transposed, draw);
+  c.v = activation(B, Hkv, Lk, Dv, transposed, draw);
+  c.dout = draw.uniform({B, Hq, Lq, Dv});
   d << "B=" << B << " Hq=" << Hq << " Hkv=" << Hkv << " Lq=" << Lq << " Lk=" << Lk << " Dk=" << Dk << " Dv=" << Dv
     << (transposed ? " [B,L,H,D] views" : "");
 
@@ -110,63 +100,63 @@ Case make_case(uint64_t seed) {
   o.enable_gqa = Hq != Hkv;
   // At most one of: causal, a bool mask, a float mask (PyTorch's rule).
   const Shape mask_shapes[] = {{Lq, Lk}, {B, 1, Lq, Lk}, {1, Hq, Lq, Lk}, {B, 1, 1, Lk}, {B, Hq, Lq, Lk}};
-  switch (pick(0, 3)) {
+  switch (draw.pick(0, 3)) {
     case 0:
       break;
     case 1:
       o.is_causal = true;
-      o.causal_alignment = chance(0.5) ? CausalAlignment::TopLeft : CausalAlignment::BottomRight;
+      o.causal_alignment = draw.chance(0.5) ? CausalAlignment::TopLeft : CausalAlignment::BottomRight;
       d << " causal " << (o.causal_alignment == CausalAlignment::TopLeft ? "top-left" : "bottom-right");
       break;
     case 2: {
-      const Shape& s = mask_shapes[pick(0, 4)];
+      const Shape& s = mask_shapes[draw.pick(0, 4)];
       o.bool_mask = Tensor<bool>(s);
-      const double p_true = chance(0.5) ? 0.9 : 0.5;
-      for (int64_t n = 0; n < o.bool_mask.numel(); ++n) o.bool_mask.flat(n) = chance(p_true);
+      const double p_true = draw.chance(0.5) ? 0.9 : 0.5;
+      for (int64_t n = 0; n < o.bool_mask.numel(); ++n) o.bool_mask.flat(n) = draw.chance(p_true);
       d << " bool mask " << attn::shape_str(s) << " p(True)=" << p_true;
       break;
     }
     default: {
-      const Shape& s = mask_shapes[pick(0, 4)];
-      o.float_mask = uniform(s, gen);
+      const Shape& s = mask_shapes[draw.pick(0, 4)];
+      o.float_mask = draw.uniform(s);
       for (int64_t n = 0; n < o.float_mask.numel(); ++n)
-        if (chance(0.1)) o.float_mask.flat(n) = -std::numeric_limits<float>::infinity();
-      c.need_mask_grad = chance(0.5);
+        if (draw.chance(0.1)) o.float_mask.flat(n) = -std::numeric_limits<float>::infinity();
+      c.need_mask_grad = draw.chance(0.5);
       d << " float mask " << attn::shape_str(s) << " (10% -inf)" << (c.need_mask_grad ? " with its gradient" : "");
       break;
     }
   }
-  if (chance(0.3)) {
-    o.window_left = chance(0.7) ? pick(0, 80) : -1;
-    o.window_right = chance(0.5) ? pick(0, 20) : -1;
-    if (!o.is_causal && chance(0.5))
+  if (draw.chance(0.3)) {
+    o.window_left = draw.chance(0.7) ? draw.pick(0, 80) : -1;
+    o.window_right = draw.chance(0.5) ? draw.pick(0, 20) : -1;
+    if (!o.is_causal && draw.chance(0.5))
       o.causal_alignment = CausalAlignment::BottomRight;  // the window's diagonal
     if (o.window_left >= 0 || o.window_right >= 0) d << " window (" << o.window_left << ", " << o.window_right << ")";
   }
-  if (chance(0.25)) {
-    o.alibi_slopes = chance(0.5) ? uniform({Hq}, gen, 0.0f, 0.3f) : uniform({B, Hq}, gen, 0.0f, 0.3f);
+  if (draw.chance(0.25)) {
+    o.alibi_slopes = draw.chance(0.5) ? draw.uniform({Hq}, 0.0f, 0.3f) : draw.uniform({B, Hq}, 0.0f, 0.3f);
     d << " ALiBi " << attn::shape_str(o.alibi_slopes.shape());
   }
-  if (chance(0.25)) {
-    o.softcap = std::uniform_real_distribution<double>(0.5, 5.0)(gen);
+  if (draw.chance(0.25)) {
+    o.softcap = draw.real(0.5, 5.0);
     d << " softcap " << o.softcap;
   }
-  if (chance(0.25)) {
-    o.sinks = uniform({Hq}, gen);
+  if (draw.chance(0.25)) {
+    o.sinks = draw.uniform({Hq});
     d << " sinks";
   }
-  if (chance(0.3)) {
-    o.scale = std::uniform_real_distribution<double>(0.05, 2.0)(gen);
+  if (draw.chance(0.3)) {
+    o.scale = draw.real(0.05, 2.0);
     d << " scale " << *o.scale;
   }
-  if (chance(0.25)) {
-    o.dropout_p = chance(0.5) ? 0.1 : 0.5;
-    o.dropout_seed = gen();
+  if (draw.chance(0.25)) {
+    o.dropout_p = draw.chance(0.5) ? 0.1 : 0.5;
+    o.dropout_seed = draw.gen();
     d << " dropout " << o.dropout_p << " seed " << o.dropout_seed;
   }
   if (!o.is_causal && o.causal_alignment == CausalAlignment::BottomRight)
     d << " (diagonal bottom-right)";  // where the window and ALiBi distances are measured from
-  o.return_weights = chance(0.2);
+  o.return_weights = draw.chance(0.2);
   if (o.return_weights) d << " returning weights";
   c.description = d.str();
   return c;

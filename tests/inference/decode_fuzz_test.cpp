@@ -26,7 +26,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -49,33 +48,24 @@ constexpr double kFloor = 2e-5;
 
 attn_test::AccuracyStats g_stats;
 
-Tensor<float> uniform(const attn::Shape& shape, std::mt19937& gen, float lo = -1.0f, float hi = 1.0f) {
-  Tensor<float> t(shape);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  for (int64_t n = 0; n < t.numel(); ++n) t.flat(n) = dist(gen);
-  return t;
-}
-
 void run_case(uint64_t seed) {
-  std::mt19937 gen(static_cast<uint32_t>(seed * 2246822519u + 977u));
-  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(gen); };
-  auto chance = [&](double p) { return std::bernoulli_distribution(p)(gen); };
+  attn_test::Draw draw(static_cast<uint32_t>(seed * 2246822519u + 977u));
   const int64_t dims[] = {1, 3, 4, 16, 32, 64, 80, 128};
   std::ostringstream d;
 
-  const int64_t B = pick(1, 3), Hkv = pick(1, 3), group = pick(1, 4), Hq = Hkv * group;
-  const int64_t Dk = dims[pick(0, 7)], Dv = chance(0.6) ? Dk : dims[pick(0, 7)];
-  const int64_t Lq = chance(0.6) ? 1 : pick(2, 4);
+  const int64_t B = draw.pick(1, 3), Hkv = draw.pick(1, 3), group = draw.pick(1, 4), Hq = Hkv * group;
+  const int64_t Dk = dims[draw.pick(0, 7)], Dv = draw.chance(0.6) ? Dk : dims[draw.pick(0, 7)];
+  const int64_t Lq = draw.chance(0.6) ? 1 : draw.pick(2, 4);
   const KVStorage storages[] = {KVStorage::Float32, KVStorage::BFloat16, KVStorage::Int8};
-  const KVStorage storage = storages[pick(0, 2)];
+  const KVStorage storage = storages[draw.pick(0, 2)];
   const int64_t pages[] = {0, 4, 8, 16, 32, 64};
-  const int64_t page = pages[pick(0, 5)];
-  const int64_t window_tokens = page > 0 && chance(0.3) ? pick(Lq + 3, 70) : 0;
+  const int64_t page = pages[draw.pick(0, 5)];
+  const int64_t window_tokens = page > 0 && draw.chance(0.3) ? draw.pick(Lq + 3, 70) : 0;
   const int64_t capacity = 160;
   // Each sequence's final length (>= Lq: the query rows are its newest tokens).
   std::vector<int64_t> lengths(B);
-  const bool varlen = B > 1 && chance(0.6);
-  for (int64_t b = 0; b < B; ++b) lengths[b] = (b == 0 || varlen) ? pick(Lq, capacity) : lengths[0];
+  const bool varlen = B > 1 && draw.chance(0.6);
+  for (int64_t b = 0; b < B; ++b) lengths[b] = (b == 0 || varlen) ? draw.pick(Lq, capacity) : lengths[0];
 
   KVCache cache({.batch = B,
                  .num_kv_heads = Hkv,
@@ -94,12 +84,12 @@ void run_case(uint64_t seed) {
   // Fill in random chunks; keep what was appended, per sequence [Hkv, L, D].
   std::vector<Tensor<float>> keys(B), values(B);
   for (int64_t b = 0; b < B; ++b) {
-    keys[b] = uniform({Hkv, lengths[b], Dk}, gen);
-    values[b] = uniform({Hkv, lengths[b], Dv}, gen);
+    keys[b] = draw.uniform({Hkv, lengths[b], Dk});
+    values[b] = draw.uniform({Hkv, lengths[b], Dv});
   }
   if (!varlen) {
     for (int64_t t = 0; t < lengths[0];) {
-      const int64_t n = std::min(lengths[0] - t, chance(0.5) ? int64_t{1} : pick(1, 40));
+      const int64_t n = std::min(lengths[0] - t, draw.chance(0.5) ? int64_t{1} : draw.pick(1, 40));
       Tensor<float> k({B, Hkv, n, Dk}), v({B, Hkv, n, Dv});
       for (int64_t b = 0; b < B; ++b)
         for (int64_t h = 0; h < Hkv; ++h)
@@ -117,7 +107,7 @@ void run_case(uint64_t seed) {
       more = false;
       for (int64_t b = 0; b < B; ++b) {
         if (filled[b] == lengths[b]) continue;
-        const int64_t n = std::min(lengths[b] - filled[b], pick(1, 30));
+        const int64_t n = std::min(lengths[b] - filled[b], draw.pick(1, 30));
         cache.append(0, b, keys[b].slice(1, filled[b], filled[b] + n), values[b].slice(1, filled[b], filled[b] + n));
         filled[b] += n;
         more = more || filled[b] < lengths[b];
@@ -132,19 +122,20 @@ void run_case(uint64_t seed) {
     // oldest query row may look back window_tokens − Lq keys.
     o.is_causal = true;
     o.causal_alignment = CausalAlignment::BottomRight;
-    o.window_left = pick(0, window_tokens - Lq);
+    o.window_left = draw.pick(0, window_tokens - Lq);
   } else {
-    o.is_causal = chance(0.7);
-    o.causal_alignment = chance(0.8) ? CausalAlignment::BottomRight : CausalAlignment::TopLeft;
-    if (chance(0.3)) o.window_left = pick(0, 60);
-    if (chance(0.2)) o.window_right = pick(0, 10);
+    o.is_causal = draw.chance(0.7);
+    o.causal_alignment = draw.chance(0.8) ? CausalAlignment::BottomRight : CausalAlignment::TopLeft;
+    if (draw.chance(0.3)) o.window_left = draw.pick(0, 60);
+    if (draw.chance(0.2)) o.window_right = draw.pick(0, 10);
   }
-  if (chance(0.25)) o.alibi_slopes = chance(0.5) ? uniform({Hq}, gen, 0.0f, 0.3f) : uniform({B, Hq}, gen, 0.0f, 0.3f);
-  if (chance(0.25)) o.softcap = std::uniform_real_distribution<double>(0.5, 5.0)(gen);
-  if (chance(0.25)) o.sinks = uniform({Hq}, gen);
-  if (chance(0.3)) o.scale = std::uniform_real_distribution<double>(0.05, 2.0)(gen);
+  if (draw.chance(0.25))
+    o.alibi_slopes = draw.chance(0.5) ? draw.uniform({Hq}, 0.0f, 0.3f) : draw.uniform({B, Hq}, 0.0f, 0.3f);
+  if (draw.chance(0.25)) o.softcap = draw.real(0.5, 5.0);
+  if (draw.chance(0.25)) o.sinks = draw.uniform({Hq});
+  if (draw.chance(0.3)) o.scale = draw.real(0.05, 2.0);
   const int64_t splits[] = {0, 8, 16, 64, 1000};
-  const int64_t split = splits[pick(0, 4)];
+  const int64_t split = splits[draw.pick(0, 4)];
   d << (o.is_causal ? (o.causal_alignment == CausalAlignment::BottomRight ? " causal bottom-right" : " causal top-left")
                     : " not causal")
     << " window (" << o.window_left << ", " << o.window_right << ")" << (o.alibi_slopes.defined() ? " ALiBi" : "")
@@ -182,7 +173,7 @@ void run_case(uint64_t seed) {
     }
   }
 
-  const Tensor<float> q = uniform({B, Hq, Lq, Dk}, gen);
+  const Tensor<float> q = draw.uniform({B, Hq, Lq, Dk});
   const auto got = attn::attention_decode(q, cache, 0, o, split);
   const auto ref = attn::attention_decode_reference(q, cache, 0, o);
   // float64, sequence by sequence, on the tokens as stored.
