@@ -5,7 +5,11 @@
 
 numpy arrays in -> numpy arrays out; torch tensors in -> torch tensors out,
 differentiable when they require grad (so it can replace
-torch.nn.functional.scaled_dot_product_attention inside a model).
+torch.nn.functional.scaled_dot_product_attention inside a model). On torch
+tensors the call is the PyTorch operator torch.ops.attn.sdpa (with its
+backward, torch.ops.attn.sdpa_backward), so torch.compile(fullgraph=True) and
+torch.export trace through it. ``import attn.transformers`` registers attn as
+the transformers attention backend "attn".
 
 Also: attn.nn.Linear and attn.nn.MultiheadAttention (torch's names, state_dict
 and initialisation), the lecture notes' layers attn.nn.SelfAttention_v1/_v2,
@@ -25,6 +29,13 @@ from .io import load_safetensors, load_safetensors_metadata, save_safetensors
 from . import nn
 
 __version__ = _core.__version__
+
+# torch.ops.attn.sdpa / sdpa_backward: defined now when the program has
+# imported torch, else on the first call with torch tensors (attn never
+# imports torch itself; numpy users do not pay for it).
+from ._sdpa import _init_torch_ops
+
+_init_torch_ops()
 
 __all__ = [
     "scaled_dot_product_attention", "ShapeError", "manual_seed", "initial_seed", "rand", "randn",

@@ -10,10 +10,12 @@ What happens on a call:
 3. The C++ library reads the arrays in place (DLPack / buffer protocol, any
    strides: a [B, L, H, D] tensor's ``.transpose(1, 2)`` is not copied) and
    hands its output back without a copy. The GIL is released meanwhile.
-4. With torch tensors that require grad, the call goes through
-   ``_SdpaFunction`` (a torch.autograd.Function) whose backward is the
-   library's: gradients reach query, key, value, a float ``attn_mask`` and
-   ``sinks``.
+4. torch tensors go through the PyTorch operator ``torch.ops.attn.sdpa``
+   (python/attn/_torch_ops.py), whose autograd formula calls
+   ``torch.ops.attn.sdpa_backward``: one route for eager calls, for calls
+   with and without gradients, and for torch.compile / torch.export, which
+   trace through the ops. Gradients reach query, key, value, a float
+   ``attn_mask`` and ``sinks``.
 """
 
 import numbers
@@ -24,7 +26,6 @@ import numpy as np
 from . import _core
 
 _modules = sys.modules
-_ndarray = np.ndarray
 
 _FN = "scaled_dot_product_attention"
 
@@ -83,36 +84,23 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     """
     # The common call, taken first and fast: no mask and none of the extras.
     # Each check below costs tens of ns; the general route further down costs
-    # µs (see bench/results/python-overhead.md). The core's lean entry checks
-    # the rest (rank 4, one batch size, float32/float64) and returns None when
-    # the call is not that case; the general route then handles or reports it.
+    # µs (see bench/results/python-overhead.md).
     if (attn_mask is None and dropout_p == 0.0 and type(is_causal) is bool
             and (scale is None or type(scale) is float) and enable_gqa is False and window is None
             and alibi_slopes is None and softcap == 0.0 and sinks is None and dropout_seed is None
             and return_lse is False and return_weights is False and causal_alignment == "top_left"):
         tq = type(query)
         if tq is _ndarray:
-            if type(key) is _ndarray and type(value) is _ndarray:
-                out = _simple(query, key, value, is_causal, scale, False, _NUMPY)
-                if out is not None:
-                    return out
-        elif _fast_torch is not None or _init_fast_torch():
-            Tensor, to_dlpack, from_dlpack, is_grad_enabled = _fast_torch
-            if (tq is Tensor and type(key) is Tensor and type(value) is Tensor
-                    and query.is_cpu and key.is_cpu and value.is_cpu):
-                if not (query.requires_grad or key.requires_grad or value.requires_grad):
-                    out = _simple(to_dlpack(query), to_dlpack(key), to_dlpack(value), is_causal, scale, False,
-                                  _CAPSULE)
-                    if out is not None:
-                        return from_dlpack(out)
-                elif is_grad_enabled():
-                    # The forward runs here, where the core can still say "not the common
-                    # case"; the autograd node then only wraps its results.
-                    q, k, v = query.detach(), key.detach(), value.detach()  # exportable views
-                    results = _simple(to_dlpack(q), to_dlpack(k), to_dlpack(v), is_causal, scale, True,
-                                      _CAPSULE)
-                    if results is not None:
-                        return _simple_function().apply(query, key, value, q, k, v, results, is_causal, scale)
+            if (type(key) is _ndarray and type(value) is _ndarray and query.ndim == 4 and key.ndim == 4
+                    and value.ndim == 4 and query.shape[0] == key.shape[0] == value.shape[0]):
+                return _core.sdpa_forward(query, key, value, None, None, None, is_causal, False, -1, -1, scale,
+                                          0.0, 0, False, 0.0, False, False, _NUMPY)[0]
+        elif _torch_sdpa is not None or _init_torch_ops():
+            if (tq is _Tensor and type(key) is _Tensor and type(value) is _Tensor and query.ndim == 4
+                    and key.ndim == 4 and value.ndim == 4 and query.shape[0] == key.shape[0] == value.shape[0]
+                    and query.dtype in _OP_DTYPES and query.is_cpu and key.is_cpu and value.is_cpu):
+                return _torch_call(query, key, value, None, None, None, is_causal, False, -1, -1, scale, 0.0, 0,
+                                   False, 0.0, False)[0]
 
     # torch is optional and never imported here: a torch tensor means the caller imported it.
     torch = _modules.get("torch")
@@ -153,28 +141,17 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
     if not is_torch:
         out, lse, weights = _core.sdpa_forward(q, k, v, mask, alibi_slopes, sinks, *options,
-                                               return_lse, return_weights)
-    elif torch.is_grad_enabled() and (
-            q.requires_grad or k.requires_grad or v.requires_grad
-            or (mask is not None and mask.requires_grad)
-            or (sinks is not None and sinks.requires_grad)):
-        if alibi_slopes is not None and alibi_slopes.requires_grad:
+                                               return_lse, return_weights, _NUMPY)
+    else:
+        if alibi_slopes is not None and alibi_slopes.requires_grad and torch.is_grad_enabled():
             raise ValueError(f"{_FN}: gradients with respect to alibi_slopes are not supported; "
                              "pass alibi_slopes.detach()")
-        results = _sdpa_function().apply(q, k, v, mask, alibi_slopes, sinks, options, return_weights)
-        out, lse = results[0], results[1]
-        weights = results[2] if return_weights else None
-    else:
-        # torch tensors go in as DLPack capsules, and the results come back as
-        # torch views of attn's own arrays: no copies either way.
-        dl = torch.to_dlpack
-        out, lse, weights = _core.sdpa_forward(_dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(mask, dl),
-                                               _dl(alibi_slopes, dl), _dl(sinks, dl), *options,
-                                               return_lse, return_weights)
-        from_numpy = torch.from_numpy
-        out = from_numpy(out)
-        lse = None if lse is None else from_numpy(lse)
-        weights = None if weights is None else from_numpy(weights)
+        if _torch_sdpa is None:
+            _init_torch_ops()
+        seed = options[6]  # the op's int is int64: the same 64 bits, signed
+        op_options = options[:6] + (seed - (1 << 64) if seed >= (1 << 63) else seed,) + options[7:]
+        out, lse, weights = _torch_call(q, k, v, mask, alibi_slopes, sinks, *op_options, return_weights)
+        weights = weights if return_weights else None
 
     if out_shape is not None:  # back to the caller's rank / batch dims
         batch = out_shape[:-2]
@@ -196,120 +173,43 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return result
 
 
-_simple = _core.sdpa_forward_simple
-_NUMPY, _CAPSULE = 0, 2
-_fast_torch = None  # (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
+_NUMPY = 0  # the core's outputs as numpy arrays (2 would be DLPack capsules, as the op asks)
+_ndarray = np.ndarray
+_Tensor = None       # torch.Tensor, once torch is imported
+_torch_sdpa = None   # torch.ops.attn.sdpa.default, once defined
+_OP_DTYPES = ()      # the dtypes the op computes in (torch.float32, torch.float64)
 
 
-def _init_fast_torch():
-    """Looks torch's functions up once, when the program has imported torch
-    (module attribute lookups cost ~50 ns each per call otherwise)."""
-    global _fast_torch
+def _torch_call(*args):
+    """torch.ops.attn.sdpa(*args), or in plain eager mode what the dispatcher
+    would run for it, without its cost (two dispatcher crossings, ~9 µs of a
+    ~20 µs small call). Plain eager: not tracing (torch.compile, torch.export),
+    no dispatch mode (FlopCounterMode, FakeTensorMode, ...) that must see the op.
+    The op's Autograd kernel makes a graph node only when an input requires
+    grad; so does this."""
+    if _is_compiling() or _dispatch_modes():
+        return _torch_sdpa(*args)
+    if _is_grad_enabled() and _any_requires_grad(*args[:6]):
+        return _sdpa_function(*args)
+    return _sdpa_kernel(*args)
+
+
+def _init_torch_ops():
+    """Defines attn's torch operators (python/attn/_torch_ops.py) when the
+    program has imported torch, and keeps what the fast path looks up. torch
+    is never imported here: attn works without it."""
+    global _Tensor, _torch_sdpa, _OP_DTYPES
     torch = _modules.get("torch")
     if torch is None:
         return False
-    _fast_torch = (torch.Tensor, torch.to_dlpack, torch._C._from_dlpack, torch.is_grad_enabled)
+    from . import _torch_ops  # registers torch.ops.attn.*
+    global _is_compiling, _dispatch_modes, _is_grad_enabled, _any_requires_grad, _sdpa_function, _sdpa_kernel
+    _is_compiling, _dispatch_modes = torch.compiler.is_compiling, torch._C._len_torch_dispatch_stack
+    _is_grad_enabled, _any_requires_grad = torch.is_grad_enabled, torch._C._any_requires_grad
+    _sdpa_function, _sdpa_kernel = _torch_ops._SdpaFunction.apply, _torch_ops.sdpa
+    _Tensor, _OP_DTYPES = torch.Tensor, (torch.float32, torch.float64)
+    _torch_sdpa = torch.ops.attn.sdpa.default
     return True
-
-
-_SIMPLE_FUNCTION = None
-
-
-def _simple_function():
-    """The autograd Function of the common call (no mask, no extras): like
-    _SdpaFunction with fewer things to carry. It returns the output only; the
-    log-sum-exp the backward needs rides on ctx (it is no output, so no
-    mark_non_differentiable and no reference cycle)."""
-    global _SIMPLE_FUNCTION
-    if _SIMPLE_FUNCTION is None:
-        import torch
-
-        to_dlpack, from_dlpack = torch.to_dlpack, torch._C._from_dlpack
-
-        class _SdpaSimpleFunction(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, query, key, value, q, k, v, results, is_causal, scale):
-                # query, key, value: the caller's tensors (the graph's inputs);
-                # q, k, v: their detached views, which DLPack can export;
-                # results: the (output, lse) capsules the core computed from them.
-                out = from_dlpack(results[0])
-                ctx.save_for_backward(q, k, v, out)
-                ctx.lse = from_dlpack(results[1])
-                ctx.is_causal, ctx.scale = is_causal, scale
-                return out
-
-            @staticmethod
-            @torch.autograd.function.once_differentiable
-            def backward(ctx, grad_output):
-                q, k, v, out = ctx.saved_tensors
-                dq, dk, dv = _core.sdpa_backward_simple(
-                    to_dlpack(grad_output.detach()), to_dlpack(q), to_dlpack(k), to_dlpack(v), to_dlpack(out),
-                    to_dlpack(ctx.lse), ctx.is_causal, ctx.scale, _CAPSULE)
-                return from_dlpack(dq), from_dlpack(dk), from_dlpack(dv), None, None, None, None, None, None
-
-        _SIMPLE_FUNCTION = _SdpaSimpleFunction
-    return _SIMPLE_FUNCTION
-
-
-def _dl(t, to_dlpack):
-    """A CPU torch tensor as a DLPack capsule (its memory, any strides, no copy)
-    for the core to read in place. torch.to_dlpack costs about a third of
-    Tensor.numpy() and a tenth of Tensor.__dlpack__()."""
-    if t is None:
-        return None
-    return to_dlpack(t.detach() if t.requires_grad else t)
-
-
-_SDPA_FUNCTION = None
-
-
-def _sdpa_function():
-    """The torch.autograd.Function, defined on first use (torch is imported by then)."""
-    global _SDPA_FUNCTION
-    if _SDPA_FUNCTION is None:
-        import torch
-
-        class _SdpaFunction(torch.autograd.Function):
-            """SDPA as a torch autograd node: forward and backward by attn.
-
-            Saves for backward: query, key, value, the mask, ALiBi slopes and
-            sinks (the inputs), and the output and log-sum-exp (the backward
-            recomputes the weights from the lse, as FlashAttention-2 does). The
-            same options go to both, so dropout regenerates the forward's mask.
-            """
-
-            @staticmethod
-            def forward(ctx, q, k, v, mask, alibi_slopes, sinks, options, return_weights):
-                dl = torch.to_dlpack
-                out, lse, weights = _core.sdpa_forward(
-                    _dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(mask, dl), _dl(alibi_slopes, dl),
-                    _dl(sinks, dl), *options, True, return_weights)
-                out, lse = torch.from_numpy(out), torch.from_numpy(lse)
-                ctx.save_for_backward(q, k, v, mask, alibi_slopes, sinks, out, lse)
-                ctx.options = options
-                if weights is None:
-                    ctx.mark_non_differentiable(lse)
-                    return out, lse
-                weights = torch.from_numpy(weights)
-                ctx.mark_non_differentiable(lse, weights)
-                return out, lse, weights
-
-            @staticmethod
-            @torch.autograd.function.once_differentiable
-            def backward(ctx, grad_output, *unused_grads):  # lse and weights are not differentiable
-                dl = torch.to_dlpack
-                q, k, v, mask, alibi_slopes, sinks, out, lse = ctx.saved_tensors
-                need_mask_grad = ctx.needs_input_grad[3] and mask is not None and mask.dtype != torch.bool
-                dq, dk, dv, dmask, dsinks = _core.sdpa_backward(
-                    _dl(grad_output, dl), _dl(q, dl), _dl(k, dl), _dl(v, dl), _dl(out, dl), _dl(lse, dl),
-                    _dl(mask, dl), _dl(alibi_slopes, dl), _dl(sinks, dl), *ctx.options, need_mask_grad)
-                from_numpy = torch.from_numpy
-                return (from_numpy(dq), from_numpy(dk), from_numpy(dv),
-                        from_numpy(dmask) if need_mask_grad else None, None,
-                        from_numpy(dsinks) if ctx.needs_input_grad[5] else None, None, None)
-
-        _SDPA_FUNCTION = _SdpaFunction
-    return _SDPA_FUNCTION
 
 
 def _real(name, x):

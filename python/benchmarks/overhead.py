@@ -49,6 +49,8 @@ def measure(B, H, L, d, causal, slice_time, repeats):
     tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
     gq, gk, gv = (t.clone().requires_grad_() for t in (tq, tk, tv))
     options = (causal, False, -1, -1, None, 0.0, 0, False, 0.0)
+    # builds with the lean entry (before torch.ops.attn) take no framework argument
+    core_framework = () if hasattr(_core, "sdpa_forward_simple") else (0,)
 
     def timed(fn):
         return best_per_call(fn, slice_time, repeats)
@@ -56,7 +58,8 @@ def measure(B, H, L, d, causal, slice_time, repeats):
     out = {
         "torch": timed(lambda: F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)),
         "attn/numpy": timed(lambda: attn.scaled_dot_product_attention(q, k, v, is_causal=causal)),
-        "core": timed(lambda: _core.sdpa_forward(q, k, v, None, None, None, *options, False, False)),
+        "core": timed(lambda: _core.sdpa_forward(q, k, v, None, None, None, *options, False, False,
+                                                 *core_framework)),
         "attn/torch": timed(lambda: attn.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)),
         "attn/torch+grad": timed(lambda: attn.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),
         "torch+grad": timed(lambda: F.scaled_dot_product_attention(gq, gk, gv, is_causal=causal)),

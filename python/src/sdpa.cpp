@@ -148,64 +148,6 @@ nb::tuple backward(const Array& grad_output, const Array& q, const Array& k, con
                         to_python(g.d_float_mask, fw), to_python(g.d_sinks, fw));
 }
 
-// ---- the lean entries: the common call with as little per-call work as possible ----
-//
-// attn.scaled_dot_product_attention sends the most common call here: rank-4
-// query/key/value with one batch size, no mask and none of the extras, only
-// is_causal and scale. Fewer arguments to convert than sdpa_forward's 17, and
-// for torch the output leaves as a bare DLPack capsule (Framework::Capsule).
-// Returns None when the call is not that common case (another rank, batch
-// sizes to broadcast, a dtype other than float32/float64): the Python side
-// then takes the general route, which handles those or reports them.
-
-bool is_simple_case(const Array& q, const Array& k, const Array& v) {
-  return q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4 && q.shape(0) == k.shape(0) &&
-         q.shape(0) == v.shape(0) && (has_dtype<float>(q) || has_dtype<double>(q));
-}
-
-template <class T>
-nb::object forward_simple(const Array& q, const Array& k, const Array& v, bool is_causal,
-                          std::optional<double> scale, bool return_lse, Framework fw) {
-  const char* fn = "scaled_dot_product_attention";
-  require_dtype<T>(k, "key", fn);
-  require_dtype<T>(v, "value", fn);
-  SdpaOptions<T> o;
-  o.is_causal = is_causal;
-  o.scale = scale;
-  o.return_lse = return_lse;
-  const Tensor<T> tq = as_tensor<T>(q), tk = as_tensor<T>(k), tv = as_tensor<T>(v);
-  SdpaResult<T> r;
-  {
-    nb::gil_scoped_release no_gil;
-    r = with_python_names([&] { return scaled_dot_product_attention(tq, tk, tv, o); });
-  }
-  if (!return_lse) return to_python(r.output, fw);
-  return nb::make_tuple(to_python(r.output, fw), to_python(r.lse, fw));
-}
-
-template <class T>
-nb::object backward_simple(const Array& grad_output, const Array& q, const Array& k, const Array& v,
-                           const Array& output, const Array& lse, bool is_causal, std::optional<double> scale,
-                           Framework fw) {
-  const char* fn = "scaled_dot_product_attention_backward";
-  require_dtype<T>(k, "key", fn);
-  require_dtype<T>(v, "value", fn);
-  require_dtype<T>(grad_output, "grad_output", fn);
-  require_dtype<T>(output, "output", fn);
-  require_dtype<T>(lse, "lse", fn);
-  SdpaOptions<T> o;
-  o.is_causal = is_causal;
-  o.scale = scale;
-  const Tensor<T> tg = as_tensor<T>(grad_output), tq = as_tensor<T>(q), tk = as_tensor<T>(k),
-                  tv = as_tensor<T>(v), to = as_tensor<T>(output), tl = as_tensor<T>(lse);
-  SdpaGradients<T> g;
-  {
-    nb::gil_scoped_release no_gil;
-    g = with_python_names([&] { return scaled_dot_product_attention_backward(tg, tq, tk, tv, to, tl, o, false); });
-  }
-  return nb::make_tuple(to_python(g.d_query, fw), to_python(g.d_key, fw), to_python(g.d_value, fw));
-}
-
 // CPU time of the calling thread: unlike wall-clock time it does not count the
 // time other processes hold the core, so timings hold on a busy machine
 // (Python's time.thread_time() reads the same clock).
@@ -259,32 +201,35 @@ void bind_sdpa(nb::module_& m) {
       [](const Array& q, const Array& k, const Array& v, OptArray attn_mask, OptArray alibi_slopes,
          OptArray sinks, bool is_causal, bool bottom_right, int64_t window_left, int64_t window_right,
          std::optional<double> scale, double dropout_p, uint64_t dropout_seed, bool enable_gqa, double softcap,
-         bool return_lse, bool return_weights) {
+         bool return_lse, bool return_weights, int framework) {
         const Args a{std::move(attn_mask), is_causal,  bottom_right,           window_left, window_right,
                      scale,                dropout_p,  dropout_seed,           enable_gqa,  std::move(alibi_slopes),
                      softcap,              std::move(sinks)};
-        if (has_dtype<float>(q)) return forward<float>(q, k, v, a, return_lse, return_weights, Framework::NumPy);
-        if (has_dtype<double>(q)) return forward<double>(q, k, v, a, return_lse, return_weights, Framework::NumPy);
+        const auto fw = static_cast<Framework>(framework);
+        if (has_dtype<float>(q)) return forward<float>(q, k, v, a, return_lse, return_weights, fw);
+        if (has_dtype<double>(q)) return forward<double>(q, k, v, a, return_lse, return_weights, fw);
         bad_query_dtype(q, "scaled_dot_product_attention");
       },
       nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("attn_mask").none(),
       nb::arg("alibi_slopes").none(), nb::arg("sinks").none(), nb::arg("is_causal"), nb::arg("bottom_right"),
       nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(), nb::arg("dropout_p"),
       nb::arg("dropout_seed"), nb::arg("enable_gqa"), nb::arg("softcap"), nb::arg("return_lse"),
-      nb::arg("return_weights"),
-      "Rank-4 SDPA forward on arrays read in place; returns numpy (output, lse or None, weights or "
-      "None). Use attn.scaled_dot_product_attention instead.");
+      nb::arg("return_weights"), nb::arg("framework"),
+      "Rank-4 SDPA forward on arrays read in place; returns (output, lse or None, weights or None) as "
+      "numpy arrays (framework 0) or DLPack capsules (2, for torch.ops.attn.sdpa). Use "
+      "attn.scaled_dot_product_attention instead.");
 
   m.def(
       "sdpa_backward",
       [](const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
          const Array& lse, OptArray attn_mask, OptArray alibi_slopes, OptArray sinks, bool is_causal,
          bool bottom_right, int64_t window_left, int64_t window_right, std::optional<double> scale,
-         double dropout_p, uint64_t dropout_seed, bool enable_gqa, double softcap, bool need_mask_grad) {
+         double dropout_p, uint64_t dropout_seed, bool enable_gqa, double softcap, bool need_mask_grad,
+         int framework) {
         const Args a{std::move(attn_mask), is_causal,  bottom_right,           window_left, window_right,
                      scale,                dropout_p,  dropout_seed,           enable_gqa,  std::move(alibi_slopes),
                      softcap,              std::move(sinks)};
-        const auto fw = Framework::NumPy;
+        const auto fw = static_cast<Framework>(framework);
         if (has_dtype<float>(q)) return backward<float>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
         if (has_dtype<double>(q)) return backward<double>(grad_output, q, k, v, output, lse, a, need_mask_grad, fw);
         bad_query_dtype(q, "scaled_dot_product_attention_backward");
@@ -293,36 +238,9 @@ void bind_sdpa(nb::module_& m) {
       nb::arg("lse"), nb::arg("attn_mask").none(), nb::arg("alibi_slopes").none(), nb::arg("sinks").none(),
       nb::arg("is_causal"), nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"),
       nb::arg("scale").none(), nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("enable_gqa"),
-      nb::arg("softcap"), nb::arg("need_mask_grad"),
-      "Rank-4 SDPA backward; returns numpy (d_query, d_key, d_value, d_float_mask or None, d_sinks or None).");
-
-  m.def(
-      "sdpa_forward_simple",
-      [](const Array& q, const Array& k, const Array& v, bool is_causal, std::optional<double> scale,
-         bool return_lse, int framework) -> nb::object {
-        if (!is_simple_case(q, k, v)) return nb::none();
-        const auto fw = static_cast<Framework>(framework);
-        if (has_dtype<float>(q)) return forward_simple<float>(q, k, v, is_causal, scale, return_lse, fw);
-        return forward_simple<double>(q, k, v, is_causal, scale, return_lse, fw);
-      },
-      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("is_causal"), nb::arg("scale").none(),
-      nb::arg("return_lse"), nb::arg("framework"),
-      "SDPA forward for the common call (rank 4, one batch size, no mask or extras): output, or "
-      "(output, lse); None when the call is not that case. framework: 0 numpy, 2 DLPack capsules.");
-
-  m.def(
-      "sdpa_backward_simple",
-      [](const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
-         const Array& lse, bool is_causal, std::optional<double> scale, int framework) -> nb::object {
-        const auto fw = static_cast<Framework>(framework);
-        if (has_dtype<float>(q)) return backward_simple<float>(grad_output, q, k, v, output, lse, is_causal, scale, fw);
-        if (has_dtype<double>(q))
-          return backward_simple<double>(grad_output, q, k, v, output, lse, is_causal, scale, fw);
-        bad_query_dtype(q, "scaled_dot_product_attention_backward");
-      },
-      nb::arg("grad_output"), nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("output"),
-      nb::arg("lse"), nb::arg("is_causal"), nb::arg("scale").none(), nb::arg("framework"),
-      "SDPA backward of a sdpa_forward_simple call: (d_query, d_key, d_value).");
+      nb::arg("softcap"), nb::arg("need_mask_grad"), nb::arg("framework"),
+      "Rank-4 SDPA backward; returns (d_query, d_key, d_value, d_float_mask or None, d_sinks or None) "
+      "as numpy arrays (framework 0) or DLPack capsules (2).");
 
   // For python/benchmarks/overhead.py: the C++ call alone, timed in C++, so
   // that the Python per-call time minus this is what the binding costs.
