@@ -372,6 +372,16 @@ def test_storage_views_share_memory_and_writes_reach_the_decode_step():
     assert torch.equal(cache.keys(0, 0), K2)
 
 
+def test_views_outlive_the_cache():
+    cache = attn.KVCache(num_kv_heads=1, capacity=4, head_dim=2)
+    cache.append(0, torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    keys, storage = cache.keys(0, 0), cache.key_storage(0)
+    del cache
+    import gc
+    gc.collect()
+    assert torch.equal(keys, torch.ones(1, 1, 2, 2)) and storage.shape == (1, 1, 4, 2)  # they hold the memory
+
+
 def test_inputs_are_read_in_place_from_strided_views_and_outputs_are_not_copied():
     torch.manual_seed(10)
     B, H, D, T = 2, 2, 8, 5
