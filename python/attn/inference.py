@@ -185,7 +185,8 @@ def apply_rope(x, positions=None, start_pos=0, *, theta=10000.0, layout="half", 
     Shapes: ``x [B, H, L, D]`` (any strides; a ``[B, L, H, D]`` tensor works
     through ``.transpose(1, 2)``), ``positions [L]`` or ``[B, L]`` (integers);
     without ``positions`` token l is at ``start_pos + l``. Returns a new
-    ``[B, H, L, D]`` of x's dtype (float32 or float64) and kind.
+    ``[B, H, L, D]`` of x's dtype (float32 or float64; other float dtypes
+    are computed and returned in float32) and kind (numpy or torch).
 
     Pairs rotated by angle p·ω_i, ω_i = theta^(−2i/R): ``layout="half"``
     pairs (i, i + R/2) — Llama's ``x·cos + rotate_half(x)·sin``;

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._sdpa import scaled_dot_product_attention
+# the public function (attn is fully imported before this module, which attn.nn imports lazily)
+from . import scaled_dot_product_attention
 
 __all__ = ["Linear", "SelfAttention_v1", "SelfAttention_v2", "SelfAttention", "CausalAttention",
            "MultiHeadAttentionWrapper", "MultiHeadAttention", "MultiheadAttention"]
