@@ -340,6 +340,25 @@ def test_mla_decoder_steps_equal_the_forward(form):
     assert isinstance(got, np.ndarray) and np.abs(got - full).max() <= 1e-5
     with pytest.raises(ValueError, match="max_len"):
         dec.step(x[:, :1])
+    dec.reset()  # torch tensors in, torch tensors out
+    y = dec.step(torch.from_numpy(x))
+    assert isinstance(y, torch.Tensor) and max_err(y, torch.from_numpy(full)) <= 1e-5
+
+
+def test_clear_frees_a_slot_for_a_new_sequence():
+    torch.manual_seed(11)
+    cache = attn.KVCache(num_kv_heads=1, capacity=8, head_dim=4, batch=2, page_size=4)
+    cache.append(0, torch.randn(2, 1, 6, 4), torch.randn(2, 1, 6, 4))
+    free = cache.free_pages(0)
+    cache.clear(1)
+    assert cache.lengths() == [6, 0] and cache.free_pages(0) == free + 2
+    k, v = torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    cache.append(0, k, v, batch_index=1)  # a new sequence in slot 1
+    q = torch.randn(2, 1, 1, 4)
+    out = attn.attention_decode(q, cache)
+    assert max_err(out[1], reference_decode(q[1], k, v)) <= 2e-6
+    cache.clear()
+    assert cache.lengths() == [0, 0]
 
 
 # ---------------------------------------------------------------------------
