@@ -17,6 +17,11 @@ CausalAttention, MultiHeadAttentionWrapper and MultiHeadAttention,
 attn.manual_seed / rand / randn (torch's CPU draws, bit for bit), safetensors
 load/save, the lecture notes' simplified self-attention, and
 ``python -m attn demo``.
+
+Inference (attn.inference): attn.KVCache (float32 / bfloat16 / int8, paged,
+sliding window, varlen), attn.attention_decode, attn.merge_attention_partials,
+attn.apply_rope and attn.MultiHeadLatentAttention / MLADecoder. The layers as
+torch.nn.Modules (Parameters, torch autograd, torch.optim): attn.nn.torch.
 """
 
 import numpy as _np
@@ -27,6 +32,9 @@ from ._sdpa import scaled_dot_product_attention
 from ._util import framework_of as _framework_of
 from .io import load_safetensors, load_safetensors_metadata, save_safetensors
 from . import nn
+from . import inference
+from .inference import (KVCache, MLADecoder, MultiHeadLatentAttention, RopeOptions, apply_rope,
+                        apply_rope_backward, attention_decode, merge_attention_partials)
 
 __version__ = _core.__version__
 
@@ -41,6 +49,9 @@ __all__ = [
     "scaled_dot_product_attention", "ShapeError", "manual_seed", "initial_seed", "rand", "randn",
     "set_num_threads", "get_num_threads", "simplified_self_attention", "normalize_rows",
     "load_safetensors", "load_safetensors_metadata", "save_safetensors", "nn",
+    # inference (attn.inference): the KV cache, decoding, split-KV merging, RoPE, MLA
+    "inference", "KVCache", "attention_decode", "merge_attention_partials", "apply_rope", "apply_rope_backward",
+    "RopeOptions", "MultiHeadLatentAttention", "MLADecoder",
 ]
 
 

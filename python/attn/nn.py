@@ -20,8 +20,10 @@ accumulates the parameters' gradients in ``layer.named_gradients()`` (one
 forward in flight per layer: each forward overwrites what the previous one
 saved).
 
-To train attention inside a torch model with torch's own parameters, call
-``attn.scaled_dot_product_attention`` from your torch module instead.
+To train attention inside a torch model with torch's own parameters, use
+``attn.nn.torch``: the same layers as torch.nn.Modules (nn.Parameters,
+torch autograd, torch.optim), or call ``attn.scaled_dot_product_attention``
+from your own torch module.
 
 Parameters are numpy views of the layer's storage (no copy; writes change the
 layer); ``torch.from_numpy(layer.weight)`` shares them with torch.
@@ -541,3 +543,12 @@ class MultiHeadAttention(_NotesLayer):
     def __repr__(self):
         return (f"MultiHeadAttention(d_in={self.d_in}, d_out={self.d_out}, num_heads={self.num_heads}, "
                 f"context_length={self.context_length})")
+
+
+def __getattr__(name):
+    # attn.nn.torch: these layers as torch.nn.Modules (python/attn/nn_torch.py),
+    # imported on first use, since importing attn must not import torch.
+    if name == "torch":
+        from . import nn_torch
+        return nn_torch
+    raise AttributeError(f"module 'attn.nn' has no attribute {name!r}")

@@ -34,6 +34,7 @@ void bind_sdpa(nb::module_& m);
 void bind_layers(nb::module_& m);
 void bind_notes_layers(nb::module_& m);
 void bind_io(nb::module_& m);
+void bind_inference(nb::module_& m);  // inference.cpp: KVCache, decode, merge, RoPE, MLA
 
 std::string dtype_name(nb::dlpack::dtype dt) {
   using code = nb::dlpack::dtype_code;
@@ -140,4 +141,5 @@ NB_MODULE(_core, m) {
   bind_layers(m);
   bind_notes_layers(m);
   bind_io(m);
+  bind_inference(m);
 }
