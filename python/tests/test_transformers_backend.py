@@ -248,3 +248,24 @@ def test_backend_call_matches_torch_sdpa(mask_kind):
                                                                 enable_gqa=True).transpose(1, 2)
     assert weights is None and out.shape == (2, 5, 4, 8)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+
+
+def test_compiled_training_step_of_a_transformers_model():
+    """torch.compile(fullgraph=True) of a whole Llama loss through the "attn"
+    backend: no graph break (fullgraph raises on one); the loss and every
+    parameter's gradient equal eager's. (While tracing, masks go densely.)"""
+    ours, _ = _models("llama", ())
+    ids, mask = _batch(torch.Generator().manual_seed(5))
+
+    def loss(ids, mask):
+        return ours(input_ids=ids, attention_mask=mask, labels=ids).loss
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")(ids, mask)
+    compiled.backward()
+    grads = [p.grad.clone() for p in ours.parameters()]
+    ours.zero_grad()
+    eager = loss(ids, mask)
+    eager.backward()
+    torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-6)
+    for g, p in zip(grads, ours.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=0, atol=1e-6)
