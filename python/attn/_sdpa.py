@@ -92,7 +92,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         tq = type(query)
         if tq is _ndarray:
             if (type(key) is _ndarray and type(value) is _ndarray and query.ndim == 4 and key.ndim == 4
-                    and value.ndim == 4 and query.shape[0] == key.shape[0] == value.shape[0]):
+                    and value.ndim == 4 and query.shape[0] == key.shape[0] == value.shape[0]
+                    and query.dtype in _NP_FLOATS):
                 return _core.sdpa_forward(query, key, value, None, None, None, is_causal, False, -1, -1, scale,
                                           0.0, 0, False, 0.0, False, False, _NUMPY)[0]
         elif _torch_sdpa is not None or _init_torch_ops():
@@ -109,8 +110,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if is_torch:
         query, key, value, attn_mask, alibi_slopes, sinks, cast_back = _torch_inputs(
             torch, query, key, value, attn_mask, alibi_slopes, sinks)
-    elif not (type(query) is _ndarray and type(key) is _ndarray and type(value) is _ndarray
-              and attn_mask is None and alibi_slopes is None and sinks is None):
+    else:
         query, key, value, attn_mask, alibi_slopes, sinks = _numpy_inputs(
             query, key, value, attn_mask, alibi_slopes, sinks)
 
@@ -128,9 +128,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         dropout_seed = _core.random64() if dropout_p > 0.0 else 0
     elif not isinstance(dropout_seed, numbers.Integral) or isinstance(dropout_seed, bool):
         raise TypeError(f"{_FN}: dropout_seed is {dropout_seed!r}, expected an int")
-    options = (bool(is_causal), bottom_right, window_left, window_right,
+    options = (_flag("is_causal", is_causal), bottom_right, window_left, window_right,
                None if scale is None else _real("scale", scale), dropout_p,
-               int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, bool(enable_gqa), _real("softcap", softcap))
+               int(dropout_seed) & 0xFFFFFFFFFFFFFFFF, _flag("enable_gqa", enable_gqa), _real("softcap", softcap))
 
     # Rank 4 with one batch size (the common case) needs no reshaping.
     if (query.ndim == 4 and key.ndim == 4 and value.ndim == 4
@@ -175,6 +175,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
 _NUMPY = 0  # the core's outputs as numpy arrays (2 would be DLPack capsules, as the op asks)
 _ndarray = np.ndarray
+_NP_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _Tensor = None       # torch.Tensor, once torch is imported
 _torch_sdpa = None   # torch.ops.attn.sdpa.default, once defined
 _OP_DTYPES = ()      # the dtypes the op computes in (torch.float32, torch.float64)
@@ -210,6 +211,14 @@ def _init_torch_ops():
     _Tensor, _OP_DTYPES = torch.Tensor, (torch.float32, torch.float64)
     _torch_sdpa = torch.ops.attn.sdpa.default
     return True
+
+
+def _flag(name, x):
+    """A bool argument: True/False (numpy's too), never a truthy string or number
+    (``is_causal="no"`` must not mean causal). torch's SDPA refuses them too."""
+    if type(x) is bool or isinstance(x, np.bool_):
+        return bool(x)
+    raise TypeError(f"{_FN}: {name} is {x!r} ({type(x).__name__}), expected True or False")
 
 
 def _real(name, x):

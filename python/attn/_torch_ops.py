@@ -39,11 +39,27 @@ _to_dlpack = torch.to_dlpack
 _from_dlpack = torch._C._from_dlpack
 
 
-def _dl(t):
-    """A tensor's memory as a DLPack capsule (no copy); None stays None."""
+_FN = "scaled_dot_product_attention"
+
+
+def _dl(t, name):
+    """A tensor's memory as a DLPack capsule (no copy); None stays None.
+
+    A lazily negated view (``x.conj().imag`` has the negative bit: its memory
+    holds -value) is resolved first, into a copy holding the values it stands
+    for; DLPack would hand over the memory as is. Layouts DLPack cannot
+    describe (sparse, mkldnn, ...) are a TypeError naming the argument."""
     if t is None:
         return None
-    return _to_dlpack(t.detach() if t.requires_grad else t)
+    if t.requires_grad:
+        t = t.detach()
+    if t.is_neg():
+        t = t.resolve_neg()
+    try:
+        return _to_dlpack(t)
+    except (RuntimeError, BufferError, TypeError) as e:
+        raise TypeError(f"{_FN}: {name} is a {t.layout} tensor of shape {list(t.shape)}, which attn "
+                        f"cannot read in place ({e}); pass a dense tensor (.to_dense())") from None
 
 
 def _tensor(capsule, like):
@@ -66,7 +82,8 @@ def sdpa(query, key, value, attn_mask, alibi_slopes, sinks, is_causal, bottom_ri
          scale, dropout_p, dropout_seed, enable_gqa, softcap, return_weights):
     """The CPU kernel of torch.ops.attn.sdpa: the library's forward, in place on the inputs' memory."""
     out, lse, weights = _core.sdpa_forward(
-        _dl(query), _dl(key), _dl(value), _dl(attn_mask), _dl(alibi_slopes), _dl(sinks), is_causal,
+        _dl(query, "query"), _dl(key, "key"), _dl(value, "value"), _dl(attn_mask, "attn_mask"),
+        _dl(alibi_slopes, "alibi_slopes"), _dl(sinks, "sinks"), is_causal,
         bottom_right, window_left, window_right, scale, dropout_p, dropout_seed & 0xFFFFFFFFFFFFFFFF,
         enable_gqa, softcap, True, return_weights, _CAPSULE)
     return _from_dlpack(out), _from_dlpack(lse), _tensor(weights, query)
@@ -85,8 +102,9 @@ def sdpa_backward(grad_output, query, key, value, output, lse, attn_mask, alibi_
                   need_mask_grad):
     """The CPU kernel of torch.ops.attn.sdpa_backward: the library's backward."""
     dq, dk, dv, dmask, dsinks = _core.sdpa_backward(
-        _dl(grad_output), _dl(query), _dl(key), _dl(value), _dl(output), _dl(lse), _dl(attn_mask),
-        _dl(alibi_slopes), _dl(sinks), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+        _dl(grad_output, "grad_output"), _dl(query, "query"), _dl(key, "key"), _dl(value, "value"),
+        _dl(output, "output"), _dl(lse, "lse"), _dl(attn_mask, "attn_mask"), _dl(alibi_slopes, "alibi_slopes"),
+        _dl(sinks, "sinks"), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
         dropout_seed & 0xFFFFFFFFFFFFFFFF, enable_gqa, softcap, need_mask_grad, _CAPSULE)
     return (_from_dlpack(dq), _from_dlpack(dk), _from_dlpack(dv), _tensor(dmask, query), _tensor(dsinks, query))
 

@@ -24,10 +24,22 @@
 namespace attn::python {
 namespace {
 
+// A name or value from a file's header as a Python str with all of its bytes:
+// a NUL inside is part of the name, not where it ends. (The reader has checked
+// that the header is UTF-8 JSON.)
+nb::str header_str(const std::string& s) { return nb::str(s.data(), s.size()); }
+
+// Paths go to the C library as C strings: a NUL would cut them (and write or
+// read another file), so it is refused, as Python's open() does.
+void require_no_nul(const std::string& path, const char* fn) {
+  if (path.find('\0') != std::string::npos)
+    throw attn::ValueError(std::string(fn) + ": path contains a NUL byte");
+}
+
 template <class T>
 nb::dict to_dict(const std::map<std::string, Tensor<T>>& tensors) {
   nb::dict out;
-  for (const auto& [name, t] : tensors) out[name.c_str()] = to_python(t, Framework::NumPy);
+  for (const auto& [name, t] : tensors) out[header_str(name)] = to_python(t, Framework::NumPy);
   return out;
 }
 
@@ -52,11 +64,12 @@ void bind_io(nb::module_& m) {
   m.def(
       "load_safetensors",
       [](const std::string& path) {
+        require_no_nul(path, "load_safetensors");
         const SafetensorsHeader header = read_safetensors_header(path);
         nb::dict dtypes;
         bool all_float32 = true;
         for (const auto& [name, info] : header.tensors) {
-          dtypes[name.c_str()] = info.dtype;
+          dtypes[header_str(name)] = info.dtype;
           all_float32 = all_float32 && (info.dtype == "F32" || info.dtype == "F16" || info.dtype == "BF16");
         }
         nb::dict tensors;
@@ -76,18 +89,28 @@ void bind_io(nb::module_& m) {
           tensors = to_dict(t);
         }
         nb::dict metadata;
-        for (const auto& [k, v] : header.metadata) metadata[k.c_str()] = v;
+        for (const auto& [k, v] : header.metadata)
+          metadata[header_str(k)] = header_str(v);
         return nb::make_tuple(tensors, dtypes, metadata);
       },
       nb::arg("path"));
 
-  m.def("load_safetensors_metadata", [](const std::string& path) { return load_safetensors_metadata(path); },
-        nb::arg("path"));
+  m.def(
+      "load_safetensors_metadata",
+      [](const std::string& path) {
+        require_no_nul(path, "load_safetensors_metadata");
+        nb::dict metadata;
+        for (const auto& [k, v] : load_safetensors_metadata(path))
+          metadata[header_str(k)] = header_str(v);
+        return metadata;
+      },
+      nb::arg("path"));
 
   m.def(
       "save_safetensors",
       [](const std::string& path, const std::map<std::string, Array>& tensors,
          const std::map<std::string, std::string>& metadata, const std::string& dtype, bool float64) {
+        require_no_nul(path, "save_safetensors");
         if (float64)
           save<double>(path, tensors, metadata, dtype);
         else

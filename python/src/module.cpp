@@ -9,6 +9,7 @@
 //   attn::IOError     -> OSError
 //   other attn::Error -> RuntimeError
 // (dtype problems are raised as TypeError where they are detected).
+#include <cstring>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -55,17 +56,27 @@ namespace {
 
 PyObject* shape_error_type = nullptr;
 
+// Sets a Python exception of `type` from a library message. A message may quote
+// bytes of a bad file (a header that is not UTF-8): those are escaped
+// (backslashreplace) rather than failing the conversion with a UnicodeDecodeError.
+void set_error(PyObject* type, const char* what) {
+  PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace");
+  if (!msg) return;  // (out of memory: that error is set instead)
+  PyErr_SetObject(type, msg);
+  Py_DECREF(msg);
+}
+
 void translate(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
   } catch (const attn::ShapeError& e) {
-    PyErr_SetString(shape_error_type, e.what());
+    set_error(shape_error_type, e.what());
   } catch (const attn::ValueError& e) {
-    PyErr_SetString(PyExc_ValueError, e.what());
+    set_error(PyExc_ValueError, e.what());
   } catch (const attn::IOError& e) {
-    PyErr_SetString(PyExc_OSError, e.what());
+    set_error(PyExc_OSError, e.what());
   } catch (const attn::Error& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+    set_error(PyExc_RuntimeError, e.what());
   }
 }
 

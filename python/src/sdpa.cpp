@@ -13,6 +13,7 @@
 // library computes, so other Python threads run meanwhile.
 #include <algorithm>
 #include <ctime>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -72,6 +73,27 @@ auto with_python_names(F&& f) {
   }
 }
 
+std::string shape_of(const Array& a) {
+  std::string s = "[";
+  for (size_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + "]";
+}
+
+// A failed allocation as Python's MemoryError naming what was asked for (the
+// inputs' shapes and the buffers they imply), not a bare std::bad_alloc. Called
+// with the GIL held; the library is usable afterwards (nothing was half-built).
+[[noreturn]] void out_of_memory(const char* fn, const Array& q, const Array& k, const Array& v, bool weights) {
+  std::string msg = std::string(fn) + ": out of memory for query " + shape_of(q) + ", key " + shape_of(k) +
+                    ", value " + shape_of(v);
+  if (weights && q.ndim() == 4 && k.ndim() == 4)
+    msg += " with return_weights (the weights alone are B*Hq*Lq*Lk = " +
+           std::to_string(static_cast<double>(q.shape(0)) * static_cast<double>(q.shape(1)) *
+                          static_cast<double>(q.shape(2)) * static_cast<double>(k.shape(2))) +
+           " elements)";
+  PyErr_SetString(PyExc_MemoryError, msg.c_str());
+  throw nb::python_error();
+}
+
 template <class T>
 SdpaOptions<T> options_of(const Args& a, const char* fn) {
   SdpaOptions<T> o;
@@ -117,9 +139,11 @@ nb::tuple forward(const Array& q, const Array& k, const Array& v, const Args& ar
   o.return_weights = return_weights;
   const Tensor<T> tq = as_tensor<T>(q), tk = as_tensor<T>(k), tv = as_tensor<T>(v);
   SdpaResult<T> r;
-  {
+  try {
     nb::gil_scoped_release no_gil;
     r = with_python_names([&] { return scaled_dot_product_attention(tq, tk, tv, o); });
+  } catch (const std::bad_alloc&) {
+    out_of_memory(fn, q, k, v, return_weights);
   }
   return nb::make_tuple(to_python(r.output, fw), to_python(r.lse, fw), to_python(r.weights, fw));
 }
@@ -137,12 +161,14 @@ nb::tuple backward(const Array& grad_output, const Array& q, const Array& k, con
   const Tensor<T> tg = as_tensor<T>(grad_output), tq = as_tensor<T>(q), tk = as_tensor<T>(k),
                   tv = as_tensor<T>(v), to = as_tensor<T>(output), tl = as_tensor<T>(lse);
   SdpaGradients<T> g;
-  {
+  try {
     nb::gil_scoped_release no_gil;
     g = with_python_names([&] {
       return scaled_dot_product_attention_backward(tg, tq, tk, tv, to, tl, o,
                                                    need_mask_grad && o.float_mask.defined());
     });
+  } catch (const std::bad_alloc&) {
+    out_of_memory(fn, q, k, v, false);
   }
   return nb::make_tuple(to_python(g.d_query, fw), to_python(g.d_key, fw), to_python(g.d_value, fw),
                         to_python(g.d_float_mask, fw), to_python(g.d_sinks, fw));
