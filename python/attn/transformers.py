@@ -18,7 +18,9 @@ What transformers passes, and what attn makes of it:
 - ``attention_mask is None``: the mask is ``is_causal`` alone (top-left, as
   transformers assumes for torch's SDPA; it leaves the mask out only where
   that is exact).
-- a boolean mask (True = attend; the backend creates masks as for "sdpa"):
+- a boolean mask (True = attend; the backend creates masks as for "sdpa"),
+  or a float mask that only hides keys (0 / -inf or the lowest float, as
+  transformers' "eager" masks are):
   attn looks for the structure transformers built it from — a causal
   diagonal (bottom-right: the queries are the newest tokens), a sliding
   window, key padding, and key slots no query sees (a static cache's
@@ -110,16 +112,24 @@ _structure_cache = {}  # (id(mask), Lq, Lk, causal, window_left) -> (weakref, ve
 
 def _mask_structure(mask, q_length, k_length, causal, window_left):
     """(keys_end, padding [B, 1, 1, keys_end] bool or None, is_causal) when
-    ``mask`` is exactly a causal/window pattern and key padding; else None."""
-    if (not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.dim() != 4
-            or mask.shape[1] != 1 or tuple(mask.shape[2:]) != (q_length, k_length)
-            or torch.compiler.is_compiling() or mask.requires_grad):
+    ``mask`` is exactly a causal/window pattern and key padding; else None.
+    A float mask qualifies when it only hides (0 where a key is seen, -inf or
+    the dtype's lowest value where not: transformers' "eager" masks)."""
+    if (not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[1] != 1
+            or tuple(mask.shape[2:]) != (q_length, k_length) or torch.compiler.is_compiling()
+            or mask.requires_grad or not (mask.dtype == torch.bool or mask.is_floating_point())):
         return None
     key = (id(mask), q_length, k_length, causal, window_left)
     hit = _structure_cache.get(key)
     if hit is not None and hit[0]() is mask and hit[1] == mask._version:
         return hit[2]
-    structure = _find_structure(mask[:, 0], q_length, causal, window_left)
+    if mask.dtype == torch.bool:
+        structure = _find_structure(mask[:, 0], q_length, causal, window_left)
+    else:  # a float mask that only hides keys (eager's), read as the bool mask it stands for
+        values = mask[:, 0]
+        seen = values == 0
+        only_hides = bool((seen | (values <= torch.finfo(mask.dtype).min)).all())
+        structure = _find_structure(seen, q_length, causal, window_left) if only_hides else None
     for k in [k for k, v in _structure_cache.items() if v[0]() is None]:
         del _structure_cache[k]  # masks of earlier forwards
     _structure_cache[key] = (weakref.ref(mask), mask._version, structure)

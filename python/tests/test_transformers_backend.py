@@ -227,6 +227,19 @@ def test_mask_structure_causal_window_padding_and_unwritten_slots():
     assert backend._mask_structure(random_mask, 5, 5, True, None) is None
 
 
+def test_mask_structure_of_eager_float_masks():
+    """transformers' "eager" masks are floats: 0 where a key is seen, the
+    lowest float where not. They have the same structure as the bool mask; a
+    float mask that adds anything else (a bias) has none."""
+    padding = torch.ones(2, 10, dtype=torch.bool)
+    padding[1, :3] = False
+    bool_mask = _mask(2, 10, 10, padding=padding)
+    float_mask = torch.zeros(bool_mask.shape).masked_fill(~bool_mask, torch.finfo(torch.float32).min)
+    keys_end, pad, causal = backend._mask_structure(float_mask, 10, 10, True, None)
+    assert (keys_end, causal) == (10, True) and torch.equal(pad[:, 0, 0], padding)
+    assert backend._mask_structure(float_mask.masked_fill(bool_mask, 0.5), 10, 10, True, None) is None
+
+
 @pytest.mark.parametrize("mask_kind", ["structured", "random"])
 def test_backend_call_matches_torch_sdpa(mask_kind):
     """The backend function itself, on a structured mask (mapped to options) and
