@@ -82,7 +82,7 @@ class BertLayer : public Module<T> {
 template <class T>
 class BertModel : public Module<T> {
  public:
-  /// Weights initialised arbitrarily (seeded); load real ones with load_state_dict or from_pretrained.
+  /// Weights zero (LayerNorm: γ = 1, β = 0) until loaded (load_state_dict, load_bert_weights, from_pretrained).
   explicit BertModel(const BertConfig& config);
 
   /// Reads DIR/config.json and DIR/model.safetensors (see the errors above).

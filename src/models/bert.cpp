@@ -9,7 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attn/generator.hpp"
 #include "attn/safetensors.hpp"
 #include "attn/sdpa.hpp"
 
@@ -91,10 +90,6 @@ BertConfig BertConfig::from_json_file(const std::string& path) {
 // ---- one layer --------------------------------------------------------------------
 
 namespace {
-Generator& init_generator() {
-  static Generator gen(0);  // arbitrary weights until loaded; seeded so runs repeat
-  return gen;
-}
 
 template <class T>
 void add_inplace(Tensor<T>& a, const Tensor<T>& b) {  // both contiguous, same shape
@@ -106,13 +101,13 @@ void add_inplace(Tensor<T>& a, const Tensor<T>& b) {  // both contiguous, same s
 
 template <class T>
 BertLayer<T>::BertLayer(const BertConfig& c)
-    : query(c.hidden_size, c.hidden_size, true, init_generator()),
-      key(c.hidden_size, c.hidden_size, true, init_generator()),
-      value(c.hidden_size, c.hidden_size, true, init_generator()),
-      attention_dense(c.hidden_size, c.hidden_size, true, init_generator()),
+    : query(c.hidden_size, c.hidden_size, true, skip_init),
+      key(c.hidden_size, c.hidden_size, true, skip_init),
+      value(c.hidden_size, c.hidden_size, true, skip_init),
+      attention_dense(c.hidden_size, c.hidden_size, true, skip_init),
       attention_norm(c.hidden_size, c.layer_norm_eps),
-      intermediate(c.hidden_size, c.intermediate_size, true, init_generator()),
-      output_dense(c.intermediate_size, c.hidden_size, true, init_generator()),
+      intermediate(c.hidden_size, c.intermediate_size, true, skip_init),
+      output_dense(c.intermediate_size, c.hidden_size, true, skip_init),
       output_norm(c.hidden_size, c.layer_norm_eps),
       heads_(c.num_attention_heads),
       head_dim_(c.hidden_size / c.num_attention_heads) {}
@@ -157,9 +152,9 @@ Tensor<T> BertLayer<T>::forward(const Tensor<T>& x, const Tensor<bool>& attentio
 
 template <class T>
 BertModel<T>::BertModel(const BertConfig& c)
-    : word_embeddings((c.validate(), c.vocab_size), c.hidden_size, init_generator()),
-      position_embeddings(c.max_position_embeddings, c.hidden_size, init_generator()),
-      token_type_embeddings(c.type_vocab_size, c.hidden_size, init_generator()),
+    : word_embeddings((c.validate(), c.vocab_size), c.hidden_size, skip_init),
+      position_embeddings(c.max_position_embeddings, c.hidden_size, skip_init),
+      token_type_embeddings(c.type_vocab_size, c.hidden_size, skip_init),
       embeddings_norm(c.hidden_size, c.layer_norm_eps),
       config_(c) {
   layers.reserve(static_cast<size_t>(c.num_hidden_layers));
@@ -234,7 +229,7 @@ void load_bert_weights(BertModel<T>& model, const std::map<std::string, Tensor<T
     if (it->second.shape() != np.param->value.shape())
       throw ShapeError(source + ": tensor '" + it->first + "' has shape " + shape_str(it->second.shape()) +
                        ", expected " + shape_str(np.param->value.shape()) + from_config);
-    np.param->value.copy_(it->second);
+    np.param->value = it->second.clone();  // a memcpy; copy_ walks any strides element by element
   }
 }
 
