@@ -239,3 +239,26 @@ TEST(BertErrors, BadInputs) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(SkipInit, LinearAndEmbeddingStartAtZeroWithTheirShapes) {
+  attn::Linear<float> lin(3, 2, true, attn::skip_init);
+  EXPECT_EQ(lin.weight.value.shape(), (attn::Shape{2, 3}));
+  EXPECT_EQ(lin.bias.value.shape(), (attn::Shape{2}));
+  EXPECT_EQ(lin.weight.grad.shape(), (attn::Shape{2, 3}));
+  for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(lin.weight.value.flat(i), 0.0f);
+  // It is a working layer: y = x·Wᵀ + b with the loaded weights.
+  lin.load_state_dict({{"weight", attn::Tensor<float>({2, 3}, {1, 2, 3, 4, 5, 6})},
+                       {"bias", attn::Tensor<float>({2}, {0.5f, -1})}});
+  const auto y = lin.apply(attn::Tensor<float>({1, 3}, {1, 1, 1}));
+  EXPECT_EQ(y(0, 0), 6.5f);
+  EXPECT_EQ(y(0, 1), 14.0f);
+  EXPECT_THROW(attn::Linear<float>(-1, 2, true, attn::skip_init), attn::ValueError);
+  attn::Embedding<float> emb(5, 4, attn::skip_init);
+  EXPECT_EQ(emb.weight.value.shape(), (attn::Shape{5, 4}));
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(emb.weight.value.flat(i), 0.0f);
+  EXPECT_THROW(attn::Embedding<float>(0, 4, attn::skip_init), attn::ValueError);
+}
+
+}  // namespace

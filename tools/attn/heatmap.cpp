@@ -209,7 +209,11 @@ Heatmap from_model(const HeatmapOptions& o, std::vector<int64_t>* ids_out) {
     h.panels.push_back(w.select(0, head).clone());
     h.panel_titles.push_back("layer " + std::to_string(o.layer) + ", head " + std::to_string(head));
   }
-  const std::string name = std::filesystem::path(o.model_dir).lexically_normal().filename().string();
+  // The directory's name, with its parent's when it is as bland as "model".
+  std::filesystem::path dir = std::filesystem::path(o.model_dir).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();
+  std::string name = dir.filename().string();
+  if (name == "model" && dir.has_parent_path()) name = dir.parent_path().filename().string() + "/" + name;
   h.title = "Attention weights of " + (name.empty() ? o.model_dir : name) + ", layer " + std::to_string(o.layer) +
             (o.head >= 0 ? ", head " + std::to_string(o.head) : ", all heads");
   h.subtitle = "BERT, " + std::to_string(c.num_hidden_layers) + " layers x " + std::to_string(c.num_attention_heads) +
