@@ -16,10 +16,14 @@
 //
 // Unicode coverage (no ICU): text is UTF-8 (an invalid byte reads as U+FFFD
 // and is dropped). Lower-casing: ASCII, Latin-1, Latin Extended-A, Greek and
-// Cyrillic capitals. Accent stripping: every precomposed letter of Latin-1
-// and Latin Extended-A (À → a, Ž → z, İ → i), and the combining marks
-// U+0300–U+036F of already decomposed text; letters without a canonical
-// decomposition stay (ß, æ, ø, ł, đ, œ), as in NFD. Punctuation: ASCII's
+// Cyrillic (basic blocks) capitals. Accent stripping: every precomposed letter of Latin-1
+// and Latin Extended-A (À → a, Ž → z, İ → i), Greek and Cyrillic letters with
+// accents (ά → α, й → и, ё → е), and the combining marks U+0300–U+036F (of
+// already decomposed text), U+302A–U+302D and U+3099–U+309A; letters without a
+// canonical decomposition stay (ß, æ, ø, ł, đ, œ), as in NFD. Checked against
+// transformers' AutoTokenizer for every code point of U+0020–U+017F, Greek
+// U+0386–U+03CE, Cyrillic U+0400–U+045F, U+2000–U+206F, U+3000–U+303F and
+// U+FF01–U+FF65 (python/tests/test_embed_cli.py). Punctuation: ASCII's
 // (what BERT counts: every non-alphanumeric printable ASCII character),
 // Latin-1's (¡ § « ¶ · » ¿), General Punctuation U+2010–U+205E and CJK/fullwidth
 // punctuation. Whitespace: ASCII, NBSP, U+1680, U+2000–U+200A, U+2028/2029,

@@ -125,6 +125,30 @@ def test_each_text_alone_gives_the_same_embedding(embedded):
         assert np.abs(np.array(a["embedding"]) - np.array(b["embedding"])).max() < 1e-5
 
 
+def covered_code_points():
+    """Every code point of the blocks wordpiece.hpp says it covers."""
+    blocks = [(0x20, 0x7E), (0xA0, 0x17F), (0x300, 0x36F), (0x386, 0x3CE), (0x400, 0x45F), (0x2000, 0x206F),
+              (0x3000, 0x303F), (0xFF01, 0xFF65)]
+    return [chr(c) for lo, hi in blocks for c in range(lo, hi + 1)]
+
+
+def test_unicode_coverage_matches_autotokenizer(tokenizer):
+    # Each covered character alone ("x c y", as a word) and inside a word
+    # ("xcy", where punctuation splits and controls join), in texts short
+    # enough not to be truncated.
+    chars = covered_code_points()
+    texts = []
+    for i in range(0, len(chars), 40):
+        part = chars[i:i + 40]
+        texts.append(" ".join(f"x{c}y" for c in part))
+        texts.append(" ".join(part) + " É" + "".join(part))
+    got = run_attn("embed", "--model", MODEL, "--json", *texts)
+    for text, g in zip(texts, got["texts"]):
+        want = tokenizer(text, truncation=True, max_length=512)["input_ids"]
+        assert len(want) < 512
+        assert g["ids"] == want, (ascii(text), g["tokens"], tokenizer.convert_ids_to_tokens(want))
+
+
 @pytest.mark.parametrize("layer,head", [(0, 3), (5, 11)])
 def test_heatmap_weights_match_output_attentions(tokenizer, layer, head):
     text = "The cat sat on the mat because it was warm."

@@ -144,7 +144,10 @@ static_assert(sizeof(kLatin1Base) == 64 + 1 && sizeof(kLatinExtABase) == 128 + 1
 
 // NFD + drop combining marks (category Mn), for one code point: 0 = dropped.
 char32_t strip_accent(char32_t c) {
-  if (in(c, 0x300, 0x36F)) return 0;  // combining diacritical marks
+  // Combining marks (category Mn) of the covered blocks: diacritics, ideographic tone marks, kana voicing.
+  if (in(c, 0x300, 0x36F) || in(c, 0x302A, 0x302D) || in(c, 0x3099, 0x309A)) return 0;
+  if (c == 0x387) return 0xB7;  // Greek ano teleia: NFD makes it a middle dot (punctuation)
+  if (c == 0x37E) return ';';   // Greek question mark: NFD makes it a semicolon
   if (in(c, 0xC0, 0xFF) && kLatin1Base[c - 0xC0] != '.') return static_cast<char32_t>(kLatin1Base[c - 0xC0]);
   if (in(c, 0x100, 0x17F) && kLatinExtABase[c - 0x100] != '.')
     return static_cast<char32_t>(kLatinExtABase[c - 0x100]);

@@ -61,6 +61,11 @@ TEST(WordPiece, LowerCaseAccentsPunctuation) {
   EXPECT_EQ(small().basic_tokenize("a.b"), (Tokens{"a", ".", "b"}));
   EXPECT_EQ(small().basic_tokenize("x$y^z`"), (Tokens{"x", "$", "y", "^", "z", "`"}));  // ASCII symbols count
   EXPECT_EQ(small().basic_tokenize("\xc2\xbfqu\xc3\xa9?"), (Tokens{"\xc2\xbf", "que", "?"}));  // ¿qué?
+  // NFD singletons and marks beyond Latin: ano teleia → middle dot (punctuation),
+  // an ideographic tone mark is dropped, Й → й → и.
+  EXPECT_EQ(small().basic_tokenize("a\xce\x87" "b"), (Tokens{"a", "\xc2\xb7", "b"}));
+  EXPECT_EQ(small().basic_tokenize("a\xe3\x80\xaa" "b"), (Tokens{"ab"}));
+  EXPECT_EQ(small().basic_tokenize("\xd0\x99"), (Tokens{"\xd0\xb8"}));
 }
 
 TEST(WordPiece, WhitespaceControlsAndCjk) {
