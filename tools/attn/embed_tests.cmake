@@ -41,3 +41,14 @@ attn_cli_test(heatmap_model_excludes_heads "-DARGS=heatmap --out x.png --model $
   "-DEXPECT1=--heads")
 attn_cli_test(heatmap_model_missing "-DARGS=heatmap --model /nonexistent/m --json" -DEXPECT_EXIT=1
   "-DEXPECT1=does not exist")
+
+# Broken model directories are errors naming the file (exit 1), never a crash.
+# testdata/bert_truncated: bert_tiny with model.safetensors cut to its first
+# 4000 bytes (head -c 4000); testdata/bert_not_bert: bert_tiny's config.json
+# with model_type "gpt2".
+attn_cli_test(embed_truncated_weights "-DARGS=embed --model ${CMAKE_CURRENT_SOURCE_DIR}/testdata/bert_truncated hi"
+  -DEXPECT_EXIT=1 "-DEXPECT1=bert_truncated/model\\.safetensors: truncated")
+attn_cli_test(embed_not_bert "-DARGS=embed --model ${CMAKE_CURRENT_SOURCE_DIR}/testdata/bert_not_bert hi"
+  -DEXPECT_EXIT=1 "-DEXPECT1=bert_not_bert/config\\.json: model_type is \"gpt2\"; only \"bert\"")
+attn_cli_test(heatmap_model_truncated "-DARGS=heatmap --model ${CMAKE_CURRENT_SOURCE_DIR}/testdata/bert_truncated --json"
+  -DEXPECT_EXIT=1 "-DEXPECT1=model\\.safetensors: truncated")
