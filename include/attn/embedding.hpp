@@ -23,6 +23,8 @@ class Embedding : public Module<T> {
  public:
   /// Throws ValueError unless num_embeddings > 0 and embedding_dim > 0.
   Embedding(int64_t num_embeddings, int64_t embedding_dim, Generator& gen = default_generator());
+  /// Zero weights, nothing drawn: for weights loaded afterwards (see SkipInit).
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, SkipInit);
 
   /// Returns [..., D]; saves the ids. Throws ValueError naming an id outside [0, N).
   Tensor<T> forward(const Tensor<int64_t>& ids);

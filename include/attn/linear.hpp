@@ -16,6 +16,8 @@ template <class T>
 class Linear : public Module<T> {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator& gen = default_generator());
+  /// Zero weights, nothing drawn: for weights loaded afterwards (see SkipInit).
+  Linear(int64_t in_features, int64_t out_features, bool bias, SkipInit);
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }

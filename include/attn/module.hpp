@@ -16,6 +16,12 @@
 
 namespace attn {
 
+/// Tag for constructors that leave the weights zero instead of drawing them
+/// (like torch.nn.utils.skip_init): for weights that are loaded right after,
+/// where drawing ~10^7 random numbers would only cost time.
+struct SkipInit {};
+inline constexpr SkipInit skip_init{};
+
 template <class T>
 struct Parameter {
   Tensor<T> value;  ///< the weight itself

@@ -21,6 +21,13 @@ Embedding<T>::Embedding(int64_t num_embeddings, int64_t embedding_dim, Generator
 }
 
 template <class T>
+Embedding<T>::Embedding(int64_t num_embeddings, int64_t embedding_dim, SkipInit)
+    : weight({detail::positive(num_embeddings, "Embedding", "num_embeddings"),
+              detail::positive(embedding_dim, "Embedding", "embedding_dim")}),
+      num_embeddings_(num_embeddings),
+      embedding_dim_(embedding_dim) {}
+
+template <class T>
 Tensor<T> Embedding<T>::forward(const Tensor<int64_t>& ids) {
   if (!ids.defined()) throw ShapeError("Embedding.forward: ids is undefined, expected a tensor of token ids");
   const int64_t R = ids.numel(), D = embedding_dim_;

@@ -107,6 +107,16 @@ Linear<T>::Linear(int64_t in_features, int64_t out_features, bool bias, Generato
 }
 
 template <class T>
+Linear<T>::Linear(int64_t in_features, int64_t out_features, bool bias, SkipInit)
+    : in_features_(in_features), out_features_(out_features), has_bias_(bias) {
+  if (in_features < 0 || out_features < 0)
+    throw ValueError("Linear: in_features = " + std::to_string(in_features) + " and out_features = " +
+                     std::to_string(out_features) + " must be >= 0");
+  weight = Parameter<T>({out_features, in_features});
+  this->bias = Parameter<T>({bias ? out_features : 0});
+}
+
+template <class T>
 std::vector<NamedParameter<T>> Linear<T>::named_parameters() {
   std::vector<NamedParameter<T>> out{{"weight", &weight}};
   if (has_bias_) out.push_back({"bias", &bias});

@@ -3,6 +3,7 @@
 //
 //   attn heatmap --out FILE.png|FILE.svg [--text "..."] [--causal] [--heads N]
 //                [--weights FILE.safetensors] [--seed S]
+//   attn heatmap --model DIR [--text "..."] [--layer L] [--head H] [--out FILE.png|svg] [--json]
 //
 // What is drawn (rows = queries, columns = keys; each row sums to 1):
 //   default     the notes' sentence "Your journey starts with one step", 6×3
@@ -18,6 +19,12 @@
 //   --weights   a [L, L], [H, L, L] or [1, H, L, L] tensor from a safetensors
 //               file (named "weights", else the first by name); token labels
 //               from --text, else the file's "tokens" metadata, else t0, t1, ...
+//   --model     a trained BERT (config.json, model.safetensors, vocab.txt): the
+//               text's WordPiece tokens ([CLS] ... [SEP]) through attn::BertModel,
+//               the attention weights of layer --layer (0-based, as transformers'
+//               output_attentions), head --head (0-based; default every head),
+//               from scaled_dot_product_attention's return_weights; --json prints
+//               them (tokens, ids, weights [H or 1][L][L]) instead of, or besides, a picture.
 //
 // Layout (pixels; the PNG and SVG have the same size): each panel is a 360×360
 // grid with 110 px for row labels on its left and 80+28 px for column labels
@@ -31,6 +38,7 @@
 #include <fontconfig/fontconfig.h>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -46,6 +54,7 @@
 #include <attn/simplified_attention.hpp>
 #include <attn/tensor.hpp>
 
+#include "bert_model.hpp"
 #include "command.hpp"
 #include "draw.hpp"
 #include "heatmap.hpp"
@@ -65,6 +74,10 @@ struct HeatmapOptions {
   bool causal = false;
   int64_t heads = 0;  // 0: simplified self-attention (no trainable weights)
   uint64_t seed = 123;
+  std::string model_dir;  // --model: a trained BERT's weights
+  int64_t layer = 0;
+  int64_t head = -1;      // -1: every head
+  bool json = false;
 };
 
 // What to draw: one [L, L] matrix per panel, the tokens, a title.
@@ -170,6 +183,60 @@ Heatmap from_file(const HeatmapOptions& o) {
   h.title = "Attention weights from " + o.weights_file.substr(o.weights_file.find_last_of('/') + 1);
   h.subtitle = "tensor '" + it->first + "' " + shape_str(it->second.shape());
   return h;
+}
+
+// A trained BERT's attention: layer o.layer, head o.head (or all), for the text's tokens.
+// Bad --layer / --head values are usage errors (ValueError here, turned into exit 2 by the caller).
+Heatmap from_model(const HeatmapOptions& o, std::vector<int64_t>* ids_out) {
+  const LoadedBert bert = load_bert_dir(o.model_dir);
+  const BertConfig& c = bert.model.config();
+  if (o.layer < 0 || o.layer >= c.num_hidden_layers)
+    throw ValueError("--layer " + std::to_string(o.layer) + ": the model has layers 0.." +
+                     std::to_string(c.num_hidden_layers - 1));
+  if (o.head >= c.num_attention_heads)
+    throw ValueError("--head " + std::to_string(o.head) + ": the model has heads 0.." +
+                     std::to_string(c.num_attention_heads - 1));
+  const std::string text = o.text.empty() ? "Your journey starts with one step" : o.text;
+  const auto enc = bert.tokenizer.encode(text, bert.max_length);
+  const int64_t L = static_cast<int64_t>(enc.ids.size());
+  const Tensor<int64_t> ids({1, L}, enc.ids);
+  const auto out = bert.model.forward(ids, {}, /*output_attentions=*/true);
+  const Tensor<float> w = out.attentions[static_cast<size_t>(o.layer)].select(0, 0);  // [H, L, L]
+  Heatmap h;
+  h.tokens = enc.tokens;
+  for (int64_t head = 0; head < c.num_attention_heads; ++head) {
+    if (o.head >= 0 && head != o.head) continue;
+    h.panels.push_back(w.select(0, head).clone());
+    h.panel_titles.push_back("layer " + std::to_string(o.layer) + ", head " + std::to_string(head));
+  }
+  // The directory's name, with its parent's when it is as bland as "model".
+  std::filesystem::path dir = std::filesystem::path(o.model_dir).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();
+  std::string name = dir.filename().string();
+  if (name == "model" && dir.has_parent_path()) name = dir.parent_path().filename().string() + "/" + name;
+  h.title = "Attention weights of " + (name.empty() ? o.model_dir : name) + ", layer " + std::to_string(o.layer) +
+            (o.head >= 0 ? ", head " + std::to_string(o.head) : ", all heads");
+  h.subtitle = "BERT, " + std::to_string(c.num_hidden_layers) + " layers x " + std::to_string(c.num_attention_heads) +
+               " heads; \"" + text + "\"";
+  if (ids_out) *ids_out = enc.ids;
+  return h;
+}
+
+void print_json(const Heatmap& h, const HeatmapOptions& o, const std::vector<int64_t>& ids) {
+  nlohmann::ordered_json j;
+  j["model"] = o.model_dir;
+  j["layer"] = o.layer;
+  j["head"] = o.head >= 0 ? nlohmann::ordered_json(o.head) : nlohmann::ordered_json(nullptr);
+  j["tokens"] = h.tokens;
+  j["ids"] = ids;
+  nlohmann::ordered_json panels = nlohmann::ordered_json::array();
+  for (const auto& p : h.panels) {
+    std::vector<std::vector<float>> rows;
+    for (int64_t i = 0; i < p.size(0); ++i) rows.push_back(p.select(0, i).to_vector());
+    panels.push_back(rows);
+  }
+  j["weights"] = panels;  // [heads drawn][L queries][L keys]
+  std::cout << j.dump(1) << "\n";
 }
 
 // ---- drawing ----------------------------------------------------------------------
@@ -403,7 +470,7 @@ int usage(const std::string& what) {
 
 Run setup_heatmap(CLI::App& sub) {
   auto opt = std::make_shared<HeatmapOptions>();
-  sub.add_option("--out", opt->out, "the picture to write: FILE.png or FILE.svg")->required();
+  sub.add_option("--out", opt->out, "the picture to write: FILE.png or FILE.svg (required unless --model ... --json)");
   sub.add_option("--text", opt->text, "the sentence (default: \"Your journey starts with one step\"); one token per word");
   sub.add_flag("--causal", opt->causal, "mask future keys (j > i) before the softmax");
   auto* heads = sub.add_option("--heads", opt->heads,
@@ -414,12 +481,45 @@ Run setup_heatmap(CLI::App& sub) {
                  "a safetensors file with a [L, L], [heads, L, L] or [1, heads, L, L] tensor (\"weights\" or the first)")
       ->excludes(heads)
       ->check(CLI::ExistingFile);
+  auto* model = sub.add_option("--model", opt->model_dir,
+                               "a trained BERT directory (config.json, model.safetensors, vocab.txt): draw its attention")
+                    ->excludes(heads)
+                    ->excludes("--weights");
+  sub.add_option("--layer", opt->layer, "with --model: the layer, 0-based")->needs(model)->capture_default_str();
+  sub.add_option("--head", opt->head, "with --model: one head, 0-based (default: every head)")->needs(model);
+  sub.add_flag("--json", opt->json, "with --model: print the tokens, ids and weights as JSON")->needs(model);
   return [opt]() {
+    if (opt->out.empty() && !opt->json) return usage("--out FILE.png|FILE.svg is required");
     const bool svg = ends_with(opt->out, ".svg");
-    if (!svg && !ends_with(opt->out, ".png"))
+    if (!opt->out.empty() && !svg && !ends_with(opt->out, ".png"))
       return usage("--out " + opt->out + ": unknown picture type, expected a name ending in .png or .svg");
     if (!opt->weights_file.empty() && opt->causal)
       return usage("--causal applies to computed weights; --weights draws the file's weights as they are");
+    if (!opt->model_dir.empty()) {
+      if (opt->causal) return usage("--causal applies to computed toy weights; BERT's attention is bidirectional");
+      if (opt->layer < 0) return usage("--layer " + std::to_string(opt->layer) + ": expected >= 0");
+      if (opt->head < -1) return usage("--head " + std::to_string(opt->head) + ": expected >= 0");
+      std::vector<int64_t> ids;
+      Heatmap h;
+      try {
+        h = from_model(*opt, &ids);
+      } catch (const ValueError& e) {
+        const std::string what = e.what();
+        if (what.rfind("--", 0) == 0) return usage(what);  // --layer / --head out of the model's range
+        throw;
+      }
+      if (opt->json) print_json(h, *opt, ids);
+      if (opt->out.empty()) return kExitOk;
+      if (static_cast<int64_t>(h.tokens.size()) > kMaxTokens)
+        return usage("the text has " + std::to_string(h.tokens.size()) + " tokens; at most " +
+                     std::to_string(kMaxTokens) + " fit a readable heatmap (--json prints any length)");
+      render(h, opt->out, svg);
+      const Size s = image_size(h.panels.size());
+      (opt->json ? std::cerr : std::cout) << "wrote " << opt->out << " (" << s.w << "x" << s.h << ", " << h.panels.size()
+                                          << (h.panels.size() == 1 ? " panel" : " panels") << ", " << h.tokens.size()
+                                          << " tokens): " << h.title << "\n";
+      return kExitOk;
+    }
     const std::vector<std::string> words = opt->text.empty() ? kWords : split_words(opt->text);
     if (words.empty()) return usage("--text has no words");
     if (static_cast<int64_t>(words.size()) > kMaxTokens)
