@@ -212,8 +212,9 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   Prepared prep = prepare(fn, query, key, value, o);
   FlashForwardParams& p = prep.p;
   const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
-  if (!out.defined()) out = Tensor<float>(out_shape);
-  if (!lse.defined()) lse = Tensor<float>(lse_shape);
+  // Every element of out and lse is written below (FinishRow), so they need no zero-fill.
+  if (!out.defined()) out = Tensor<float>::uninitialized(out_shape);
+  if (!lse.defined()) lse = Tensor<float>::uninitialized(lse_shape);
   require_shape(fn, "out", out, out_shape);
   require_shape(fn, "lse", lse, lse_shape);
   p.out = out.data(), p.lse = lse.data();
