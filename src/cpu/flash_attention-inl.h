@@ -501,7 +501,7 @@ inline Layout MakeLayout(const FlashForwardParams& p) {
   L.s_off = one.take(kBlockQ * kSStride);
   L.o_off = one.take(kBlockQ * L.dvp);
   L.m_off = one.take(kRowsPadded);
-  L.l_off = one.take(kRowsPadded);
+  L.l_off = one.take(kRowsPadded * static_cast<int64_t>(hn::Lanes(DF())));  // (ForwardBlock: a vector per row)
   L.alpha_off = one.take(kRowsPadded);
   L.bmax_off = one.take(kRowsPadded);
   L.mlog_off = one.take(kRowsPadded);
@@ -625,6 +625,26 @@ HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
 }
 
+// The same, but the row sum left as a vector of per-lane sums: ForwardBlock
+// keeps l lane by lane and adds the lanes once, at the end of the row,
+// instead of once per key block (short sequences: that horizontal sum and
+// its dependency chain were ~5% of the call).
+HWY_INLINE VF ExpRowSums(float* HWY_RESTRICT s, float c1, float m_log2) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF c1v = hn::Set(d, c1), mv = hn::Set(d, m_log2);
+  VF sum0 = hn::Zero(d), sum1 = hn::Zero(d);
+  for (int64_t j = 0; j < kBlockK; j += 2 * N) {
+    const VF e0 = Exp2(d, hn::MulSub(hn::Load(d, s + j), c1v, mv));
+    const VF e1 = Exp2(d, hn::MulSub(hn::Load(d, s + j + N), c1v, mv));
+    hn::Store(e0, d, s + j);
+    hn::Store(e1, d, s + j + N);
+    sum0 = hn::Add(sum0, e0);
+    sum1 = hn::Add(sum1, e1);
+  }
+  return hn::Add(sum0, sum1);
+}
+
 // out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).
 // A row whose max is still −∞ saw no key: output 0, lse −∞. The max skips
 // NaN scores, but their e^{NaN} = NaN reached l, so a row of only NaN scores
@@ -682,13 +702,25 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
   float* s = scratch + L.s_off;          // [panels·kMR][kSStride]  scores, then weights
   float* o = scratch + L.o_off;          // [panels·kMR][dvp]  running Σ P·V
   float* m = scratch + L.m_off;          // [rows]  running max
-  float* l = scratch + L.l_off;          // [rows]  running Σ exp(s − m)
+  float* l = scratch + L.l_off;          // [rows][N]  running Σ exp(s − m), lane by lane (see ExpRowSums)
   float* alpha = scratch + L.alpha_off;  // [rows]  this block's e^{m_old − m_new}
   float* bmax = scratch + L.bmax_off;    // [rows]  this block's row max
   float* mlog = scratch + L.mlog_off;    // [rows]  m·log2(e), for exp2
   uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);  // [rows]  dropout hash state
 
-  PackQueryBlock(p, b, h, i0, rows, qp);
+  // The Q block as the score tiles read it. Rows of unit stride are read
+  // where they are, a panel's kMR rows by stride (short sequences: packing
+  // each block into panels was 6% of the call); only a last partial panel
+  // is copied, zero-padded, into qp. Otherwise all panels are packed.
+  const bool q_rows_in_place = p.q_stride[3] == 1;
+  const float* q_head = p.q + b * p.q_stride[0] + h * p.q_stride[1];
+  const int64_t full_panels = q_rows_in_place ? rows / kMR : 0;
+  if (!q_rows_in_place) {
+    PackQueryBlock(p, b, h, i0, rows, qp);
+  } else if (full_panels < panels) {
+    const int64_t r0 = full_panels * kMR;
+    PackRows(q_head + (i0 + r0) * p.q_stride[2], p.q_stride[2], 1, rows - r0, p.Dk, kMR, p.Dk, qp);
+  }
 
   // Row state. A sink starts each row as if it were one more key already
   // seen: m = sink, l = e^{sink − m} = 1, with no value behind it. Padding
@@ -697,10 +729,11 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
   const float sink_l = std::exp(sink - (sink == kNegInf ? 0.0f : sink));
   for (int64_t r = 0; r < kRowsPadded; ++r) {
     m[r] = sink;
-    l[r] = sink_l;
     alpha[r] = 1.0f;
     bmax[r] = kNegInf;
   }
+  const VF l_start = hn::IfThenElseZero(hn::FirstN(DF(), 1), hn::Set(DF(), sink_l));
+  for (int64_t r = 0; r < rows; ++r) hn::Store(l_start, DF(), l + r * N);
   if (p.dropout_p > 0.0)
     for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
   std::memset(o, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dvp));
@@ -731,7 +764,13 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
     // S = Q·Kᵀ (raw q·k), the visible column tiles of each panel.
     for (int64_t pn = 0; pn < panels; ++pn)
       for (int64_t col = panel_lo[pn] / NR * NR; col < panel_hi[pn]; col += NR)
-        ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+        if (!q_rows_in_place)
+          ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+        else if (pn < full_panels)
+          ScoreTile<false>(q_head + (i0 + pn * kMR) * p.q_stride[2], p.q_stride[2], kt + col, p.Dk,
+                           s + pn * kMR * kSStride + col);
+        else
+          ScoreTile<false>(qp, p.Dk, kt + col, p.Dk, s + pn * kMR * kSStride + col);
 
     // Online softmax.
     const bool plain = PlainBlock(p, first_row, last_row, jb, mask);
@@ -743,7 +782,11 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
     }
     RescaleRows(RoundUp(rows, N), bmax, m, alpha, mlog);
     const float c1 = plain ? p.scale * kLog2e : kLog2e;
-    for (int64_t r = 0; r < rows; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kSStride, c1, mlog[r]);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* lr = l + r * N;
+      hn::Store(hn::MulAdd(hn::Load(DF(), lr), hn::Set(DF(), alpha[r]), ExpRowSums(s + r * kSStride, c1, mlog[r])),
+                DF(), lr);
+    }
 
     // Dropout zeroes weights after the sum: lse and the normaliser l are the
     // softmax's; dropped weights only leave the P·V product.
@@ -770,7 +813,8 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
     }
   }
 
-  for (int64_t r = 0; r < rows; ++r) FinishRow(p, b, h, i0 + r, o + r * L.dvp, m[r], l[r]);
+  for (int64_t r = 0; r < rows; ++r)
+    FinishRow(p, b, h, i0 + r, o + r * L.dvp, m[r], hn::GetLane(hn::SumOfLanes(DF(), hn::Load(DF(), l + r * N))));
 }
 
 // One item of the shared packing's pass: one query block of one head.
