@@ -275,9 +275,11 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   require_shape(fn, "lse", lse, {p.B, p.Hq, p.Lq});
 
   SdpaGradients<float> g;
-  g.d_query = Tensor<float>(query.shape());
-  g.d_key = Tensor<float>(key.shape());
-  g.d_value = Tensor<float>(value.shape());
+  // Every element of dQ (FinishQueryBlock), dK and dV (KeyGroupItem, every
+  // key block of every key/value head) is written by the kernel: no zero-fill.
+  g.d_query = Tensor<float>::uninitialized(query.shape());
+  g.d_key = Tensor<float>::uninitialized(key.shape());
+  g.d_value = Tensor<float>::uninitialized(value.shape());
   // The float mask's gradient is ds itself, summed over the dims the mask
   // is broadcast along. Along keys the kernel sums it (in order, within a
   // row). Over batch, heads or query rows the sum would cross work items, so
