@@ -61,6 +61,20 @@ class Tensor {
     storage_ = std::shared_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]());
   }
 
+  /// A contiguous tensor of `shape` whose elements are not initialised (like
+  /// torch.empty): for an output that a kernel overwrites entirely, where
+  /// zero-filling would be a second pass over memory (5% of a short-sequence
+  /// attention call). Read an element only after writing it.
+  static Tensor uninitialized(Shape shape) {
+    for (int64_t s : shape)
+      if (s < 0) throw ShapeError("Tensor::uninitialized: negative size in shape " + shape_str(shape));
+    Tensor t;
+    t.shape_ = std::move(shape);
+    t.strides_ = contiguous_strides(t.shape_);
+    t.storage_ = std::shared_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(t.numel(), 1))]);
+    return t;
+  }
+
   /// A contiguous tensor of `shape` holding `values` in row-major order.
   Tensor(Shape shape, std::vector<T> values) : Tensor(std::move(shape)) {
     if (static_cast<int64_t>(values.size()) != numel())

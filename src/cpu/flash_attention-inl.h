@@ -230,6 +230,19 @@ HWY_INLINE void AccumulateRowSkippingZeros(const float* HWY_RESTRICT p, int64_t 
 // (src[j·rs + x·cs], x < width), zero-padded to kBlockK columns.
 HWY_INLINE void PackTransposed(const float* src, int64_t rs, int64_t cs, int64_t count, int64_t width,
                                float* HWY_RESTRICT dst) {
+  const DF d;
+  const DI di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  if (count == kBlockK && rs * kBlockK <= (int64_t{1} << 30)) {
+    // A whole block: column x of the source, N rows at a time, is one row
+    // of Kᵀ — a gather (measured at [32, 12, 128, 32] on AVX-512: the scalar
+    // copy was 12% of the forward).
+    const auto rows = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(rs)));
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t j = 0; j < kBlockK; j += N)
+        hn::Store(hn::GatherIndex(d, src + j * rs + x * cs, rows), d, dst + x * kBlockK + j);
+    return;
+  }
   for (int64_t j = 0; j < count; ++j)
     for (int64_t x = 0; x < width; ++x) dst[x * kBlockK + j] = src[j * rs + x * cs];
   for (int64_t x = 0; x < width; ++x)
@@ -340,19 +353,80 @@ HWY_INLINE VF ScoreVector(const FlashForwardParams& p, const RowScore& row, VF r
     s = hn::Add(s, bias);
   }
   if (row.bmask) {
-    for (int64_t x = 0; x < N; ++x) {
-      const int64_t j = key0 + x;
-      gathered[x] = (j < p.Lk && row.bmask[j * p.bool_mask_stride[3]]) ? 1.0f : 0.0f;
+    if (p.bool_mask_stride[3] == 1 && key0 + N <= p.Lk) {
+      // N bools (one byte each, 0 or 1) widened to int32 lanes: one load,
+      // not N scalar reads (measured: the scalar gather doubled a masked call).
+      const hn::Rebind<uint8_t, DF> du8;
+      const auto attend = hn::PromoteTo(di, hn::LoadU(du8, reinterpret_cast<const uint8_t*>(row.bmask + key0)));
+      *hidden = hn::Or(*hidden, hn::RebindMask(d, hn::Eq(attend, hn::Zero(di))));
+    } else {  // a strided row, or the vector crosses Lk
+      for (int64_t x = 0; x < N; ++x) {
+        const int64_t j = key0 + x;
+        gathered[x] = (j < p.Lk && row.bmask[j * p.bool_mask_stride[3]]) ? 1.0f : 0.0f;
+      }
+      *hidden = hn::Or(*hidden, hn::Eq(hn::Load(d, gathered), hn::Zero(d)));
     }
-    *hidden = hn::Or(*hidden, hn::Eq(hn::Load(d, gathered), hn::Zero(d)));
   }
   return s;
 }
 
+// ---- a bool mask broadcast over query rows -------------------------------------
+// A key-padding mask ([B, 1, 1, Lk], True = attend) is the same for every
+// query row, so what it does to a whole key block is known before any score
+// is computed. SummariseBoolMask records, once per call, for each (b, h, key
+// block): every key attends (kMaskAll: the block stays plain, no mask work at
+// all), none does (kMaskNone: skipped like a block causality hides — its
+// weights would all be exactly 0), or some do (kMaskSome: the per-element
+// path of ScoreVector). Entries exist only for the (b, h) the mask really
+// varies over (stride 0 = one entry for all). Any other bool mask is
+// kMaskSome everywhere; no bool mask is kMaskAll.
+enum MaskBlock : uint8_t { kMaskSome = 0, kMaskAll = 1, kMaskNone = 2 };
+
+HWY_INLINE bool RowBroadcastBoolMask(const FlashForwardParams& p) {
+  return p.bool_mask != nullptr && p.bool_mask_stride[2] == 0;
+}
+
+// Entries of the summary: [nb][nh][nkb].
+struct MaskSummaryShape {
+  int64_t nb, nh, nkb;
+};
+HWY_INLINE MaskSummaryShape MaskSummaryOf(const FlashForwardParams& p) {
+  if (!RowBroadcastBoolMask(p)) return {0, 0, 0};
+  return {p.bool_mask_stride[0] == 0 ? 1 : p.B, p.bool_mask_stride[1] == 0 ? 1 : p.Hq, (p.Lk + kBlockK - 1) / kBlockK};
+}
+inline int64_t MaskSummaryBytes(const FlashForwardParams& p) {
+  const MaskSummaryShape m = MaskSummaryOf(p);
+  return m.nb * m.nh * m.nkb;
+}
+
+inline void SummariseBoolMask(const FlashForwardParams& p, uint8_t* HWY_RESTRICT dst) {
+  const MaskSummaryShape m = MaskSummaryOf(p);
+  for (int64_t b = 0; b < m.nb; ++b)
+    for (int64_t h = 0; h < m.nh; ++h) {
+      const bool* row = p.bool_mask + b * p.bool_mask_stride[0] + h * p.bool_mask_stride[1];
+      for (int64_t kb = 0; kb < m.nkb; ++kb) {
+        const int64_t end = std::min(p.Lk, (kb + 1) * kBlockK);
+        int64_t attend = 0;
+        for (int64_t j = kb * kBlockK; j < end; ++j) attend += row[j * p.bool_mask_stride[3]] ? 1 : 0;
+        dst[(b * m.nh + h) * m.nkb + kb] = attend == 0 ? kMaskNone : attend == end - kb * kBlockK ? kMaskAll : kMaskSome;
+      }
+    }
+}
+
+// What the bool mask does to key block kb of query head (b, h).
+HWY_INLINE uint8_t BoolMaskBlock(const FlashForwardParams& p, int64_t b, int64_t h, int64_t kb) {
+  if (!p.bool_mask) return kMaskAll;
+  if (!p.mask_blocks) return kMaskSome;
+  const MaskSummaryShape m = MaskSummaryOf(p);
+  return p.mask_blocks[((m.nb == 1 ? 0 : b) * m.nh + (m.nh == 1 ? 0 : h)) * m.nkb + kb];
+}
+
 // Does every row of [first_row, last_row] see every key of block jb with
-// nothing added to its scores? Then the tile needs only the scale.
-HWY_INLINE bool PlainBlock(const FlashForwardParams& p, KeyRange first_row, KeyRange last_row, int64_t jb) {
-  const bool has_bias = p.softcap > 0.0f || p.alibi || p.float_mask || p.bool_mask;
+// nothing added to its scores? Then the tile needs only the scale. `mask`:
+// the block's BoolMaskBlock (a block every key of which attends is plain).
+HWY_INLINE bool PlainBlock(const FlashForwardParams& p, KeyRange first_row, KeyRange last_row, int64_t jb,
+                           uint8_t mask) {
+  const bool has_bias = p.softcap > 0.0f || p.alibi || p.float_mask || (p.bool_mask && mask != kMaskAll);
   return !has_bias && last_row.lo <= jb && jb + kBlockK <= first_row.hi;
 }
 
@@ -374,16 +448,41 @@ HWY_INLINE bool UseDecodePath(const FlashForwardParams& p) {
   return p.Lq * p.group <= kDecodeRows && p.k_stride[3] == 1 && p.v_stride[3] == 1 && !p.weights;
 }
 
+// ---- short sequences: each item packs its own keys and values --------------------
+// Packing all of K and V up front, then running the query blocks, writes
+// and reads back a copy of K and V the size of the inputs (12.6 MiB at
+// [32, 12, 128, 32]) — from memory, not cache, once it outgrows L2 — and
+// costs one more round of the thread pool. When there are many heads and
+// each one's packed K/V is small (short sequences), one item per key/value
+// head (b, g) instead packs that head's blocks into its thread's scratch,
+// where they stay in L1/L2, and runs every query block of its group of
+// query heads against them. With few heads or long sequences the items must
+// be query blocks (to share out the work), which all read one packed copy.
+// Up to 1 MiB of packed K/V per head: half this Xeon's 2 MiB L2 per core.
+// (Measured there, AVX-512, 2 threads, medians, per-item vs shared copy:
+// 1.33x at [8, 12, 512, 128], 1.18x at [1, 16, 2048, 64]; a 256 KiB limit
+// left those shapes on the shared copy. Zen 3's L2 is 512 KiB: such a head
+// then streams from L3, as the shared copy's does.)
+constexpr int64_t kPackPerItemMaxBytes = 1024 * 1024;
+
+HWY_INLINE bool PackPerItem(const FlashForwardParams& p) {
+  const int64_t nkb = (p.Lk + kBlockK - 1) / kBlockK;
+  const int64_t bytes = nkb * kBlockK * (p.Dk + RoundUp(p.Dv, TileWidth())) * static_cast<int64_t>(sizeof(float));
+  // (The weights pass reads the packed keys after the forward: it needs the shared copy.)
+  return !p.weights && !UseDecodePath(p) && p.B * p.Hkv >= 8 * p.threads && bytes <= kPackPerItemMaxBytes;
+}
+
 // Where everything lives in the workspace (in floats).
 struct Layout {
   int64_t nkb = 0;   // key blocks
   int64_t nqb = 0;   // query blocks
   int64_t dvp = 0;   // Dv rounded up to a whole register tile (2 vectors)
+  bool per_item = false;  // PackPerItem: K/V packed per item into scratch
   int64_t kt_per_head = 0, vp_per_head = 0;
-  int64_t kt_off = 0, vp_off = 0, flags_off = 0, scratch_off = 0, scratch_per_thread = 0, total = 0;
+  int64_t kt_off = 0, vp_off = 0, flags_off = 0, mask_off = 0, scratch_off = 0, scratch_per_thread = 0, total = 0;
   // inside one thread's scratch
   int64_t qp_off = 0, s_off = 0, o_off = 0, m_off = 0, l_off = 0, alpha_off = 0, bmax_off = 0, mlog_off = 0,
-          drop_off = 0;
+          drop_off = 0, local_kt_off = 0, local_vp_off = 0, local_flags_off = 0;
 };
 
 inline Layout MakeLayout(const FlashForwardParams& p) {
@@ -391,23 +490,32 @@ inline Layout MakeLayout(const FlashForwardParams& p) {
   L.nkb = (p.Lk + kBlockK - 1) / kBlockK;
   L.nqb = (p.Lq + kBlockQ - 1) / kBlockQ;
   L.dvp = RoundUp(p.Dv, TileWidth());
+  L.per_item = PackPerItem(p);
   L.kt_per_head = L.nkb * p.Dk * kBlockK;
   L.vp_per_head = L.nkb * kBlockK * L.dvp;
-  const int64_t heads = UseDecodePath(p) ? 0 : p.B * p.Hkv;  // the decode path packs nothing
+  // The shared packed copy: none on the decode path (it packs nothing) or
+  // when each item packs its own.
+  const int64_t heads = UseDecodePath(p) || L.per_item ? 0 : p.B * p.Hkv;
   Carver all;
   L.kt_off = all.take(heads * L.kt_per_head);
   L.vp_off = all.take(heads * L.vp_per_head);
   L.flags_off = all.take((heads * L.nkb + 3) / 4);  // one byte per (head, key block)
+  L.mask_off = all.take((MaskSummaryBytes(p) + 3) / 4);
   Carver one;  // one thread's scratch; per-row arrays padded to whole vectors
   L.qp_off = one.take(kBlockQ * p.Dk);  // (also the decode path's [R][Dk] rows: R <= kBlockQ)
   L.s_off = one.take(kBlockQ * kSStride);
   L.o_off = one.take(kBlockQ * L.dvp);
   L.m_off = one.take(kRowsPadded);
-  L.l_off = one.take(kRowsPadded);
+  L.l_off = one.take(kRowsPadded * static_cast<int64_t>(hn::Lanes(DF())));  // (ForwardBlock: a vector per row)
   L.alpha_off = one.take(kRowsPadded);
   L.bmax_off = one.take(kRowsPadded);
   L.mlog_off = one.take(kRowsPadded);
   L.drop_off = one.take(2 * kRowsPadded);  // uint64
+  if (L.per_item) {
+    L.local_kt_off = one.take(L.kt_per_head);
+    L.local_vp_off = one.take(L.vp_per_head);
+    L.local_flags_off = one.take((L.nkb + 3) / 4);
+  }
   L.scratch_per_thread = one.used;
   L.scratch_off = all.used;
   L.total = all.used + static_cast<int64_t>(p.threads) * one.used;
@@ -422,21 +530,28 @@ struct Ctx {
   Layout L;
 };
 
-// Pack key block kb of head (b, g) as Kᵀ [Dk][kBlockK] and value block as
-// V [kBlockK][dvp], zero-padded; flag the block if a value is not finite.
+// Pack key block kb of key/value head (b, g) as Kᵀ [Dk][kBlockK] (into kt)
+// and its value block as V [kBlockK][dvp] (into vp), zero-padded; returns
+// false if a value is not finite.
+HWY_INLINE bool PackKV(const FlashForwardParams& p, const Layout& L, int64_t b, int64_t g, int64_t kb,
+                       float* HWY_RESTRICT kt, float* HWY_RESTRICT vp) {
+  const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
+  const float* k = p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
+  const float* v = p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
+  PackTransposed(k, p.k_stride[2], p.k_stride[3], count, p.Dk, kt);
+  return PackRows(v, p.v_stride[2], p.v_stride[3], count, p.Dv, kBlockK, L.dvp, vp);
+}
+
+// One item of the shared packing: block kb of head (b, g), flagged if a
+// value is not finite.
 void PackKVBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
   const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
   const FlashForwardParams& p = *c.p;
   const Layout& L = c.L;
   const int64_t head = item / L.nkb, kb = item % L.nkb;  // head = b·Hkv + g
-  const int64_t b = head / p.Hkv, g = head % p.Hkv;
-  const int64_t jb = kb * kBlockK, count = std::min<int64_t>(kBlockK, p.Lk - jb);
-  const float* k = p.k + b * p.k_stride[0] + g * p.k_stride[1] + jb * p.k_stride[2];
-  const float* v = p.v + b * p.v_stride[0] + g * p.v_stride[1] + jb * p.v_stride[2];
-  PackTransposed(k, p.k_stride[2], p.k_stride[3], count, p.Dk,
-                 p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK);
-  const bool finite = PackRows(v, p.v_stride[2], p.v_stride[3], count, p.Dv, kBlockK, L.dvp,
-                               p.workspace + L.vp_off + head * L.vp_per_head + jb * L.dvp);
+  const bool finite = PackKV(p, L, head / p.Hkv, head % p.Hkv, kb,
+                             p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK,
+                             p.workspace + L.vp_off + head * L.vp_per_head + kb * kBlockK * L.dvp);
   reinterpret_cast<uint8_t*>(p.workspace + L.flags_off)[item] = finite ? 0 : 1;
 }
 
@@ -515,6 +630,26 @@ HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
 }
 
+// The same, but the row sum left as a vector of per-lane sums: ForwardBlock
+// keeps l lane by lane and adds the lanes once, at the end of the row,
+// instead of once per key block (short sequences: that horizontal sum and
+// its dependency chain were ~5% of the call).
+HWY_INLINE VF ExpRowSums(float* HWY_RESTRICT s, float c1, float m_log2) {
+  const DF d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF c1v = hn::Set(d, c1), mv = hn::Set(d, m_log2);
+  VF sum0 = hn::Zero(d), sum1 = hn::Zero(d);
+  for (int64_t j = 0; j < kBlockK; j += 2 * N) {
+    const VF e0 = Exp2(d, hn::MulSub(hn::Load(d, s + j), c1v, mv));
+    const VF e1 = Exp2(d, hn::MulSub(hn::Load(d, s + j + N), c1v, mv));
+    hn::Store(e0, d, s + j);
+    hn::Store(e1, d, s + j + N);
+    sum0 = hn::Add(sum0, e0);
+    sum1 = hn::Add(sum1, e1);
+  }
+  return hn::Add(sum0, sum1);
+}
+
 // out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).
 // A row whose max is still −∞ saw no key: output 0, lse −∞. The max skips
 // NaN scores, but their e^{NaN} = NaN reached l, so a row of only NaN scores
@@ -525,7 +660,13 @@ HWY_INLINE void FinishRow(const FlashForwardParams& p, int64_t b, int64_t h, int
   float* dst = p.out + b * p.out_stride[0] + h * p.out_stride[1] + i * p.out_stride[2];
   const bool empty = m == kNegInf && !std::isnan(l);
   const float factor = empty ? 0.0f : p.dropout_scale / l;
-  for (int64_t x = 0; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[x] * factor;
+  int64_t x = 0;
+  if (p.out_stride[3] == 1 && !empty) {  // (short sequences: the scalar loop was a few % of the call)
+    const DF d;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+    for (; x + N <= p.Dv; x += N) hn::StoreU(hn::Mul(hn::Load(d, o + x), hn::Set(d, factor)), d, dst + x);
+  }
+  for (; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[x] * factor;
   if (p.lse) p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m + std::log(l);
 }
 
@@ -546,22 +687,17 @@ HWY_INLINE void PackQueryBlock(const FlashForwardParams& p, int64_t b, int64_t h
     }
 }
 
-// ---- one work item: a block of query rows of one head -----------------------------
+// ---- a block of query rows of one head ------------------------------------------
 
-void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
-  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+// Query block qb of head (b, h) against the packed key/value blocks of its
+// key/value head: kt, vp and flags point at that head's first block (in the
+// shared copy or the item's own).
+HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, const float* kt_head,
+                             const float* vp_head, const uint8_t* flags, int thread) {
   const FlashForwardParams& p = *c.p;
   const Layout& L = c.L;
   const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
   const int64_t NR = TileWidth();
-
-  // Head by head, so that consecutive items (and the two threads) read the
-  // same packed K/V, which then stays in L2/L3 (measured: 66-71% of sgemm
-  // block-major at H = 16, 75-85% head-major); within a head the heaviest
-  // blocks first (the last query rows see the most keys when causal).
-  const int64_t bh = item / L.nqb;
-  const int64_t qb = L.nqb - 1 - item % L.nqb;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, g = h / p.group;
   const int64_t i0 = qb * kBlockQ;
   const int64_t rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
   const int64_t panels = (rows + kMR - 1) / kMR;
@@ -571,13 +707,25 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
   float* s = scratch + L.s_off;          // [panels·kMR][kSStride]  scores, then weights
   float* o = scratch + L.o_off;          // [panels·kMR][dvp]  running Σ P·V
   float* m = scratch + L.m_off;          // [rows]  running max
-  float* l = scratch + L.l_off;          // [rows]  running Σ exp(s − m)
+  float* l = scratch + L.l_off;          // [rows][N]  running Σ exp(s − m), lane by lane (see ExpRowSums)
   float* alpha = scratch + L.alpha_off;  // [rows]  this block's e^{m_old − m_new}
   float* bmax = scratch + L.bmax_off;    // [rows]  this block's row max
   float* mlog = scratch + L.mlog_off;    // [rows]  m·log2(e), for exp2
   uint64_t* drop = reinterpret_cast<uint64_t*>(scratch + L.drop_off);  // [rows]  dropout hash state
 
-  PackQueryBlock(p, b, h, i0, rows, qp);
+  // The Q block as the score tiles read it. Rows of unit stride are read
+  // where they are, a panel's kMR rows by stride (short sequences: packing
+  // each block into panels was 6% of the call); only a last partial panel
+  // is copied, zero-padded, into qp. Otherwise all panels are packed.
+  const bool q_rows_in_place = p.q_stride[3] == 1;
+  const float* q_head = p.q + b * p.q_stride[0] + h * p.q_stride[1];
+  const int64_t full_panels = q_rows_in_place ? rows / kMR : 0;
+  if (!q_rows_in_place) {
+    PackQueryBlock(p, b, h, i0, rows, qp);
+  } else if (full_panels < panels) {
+    const int64_t r0 = full_panels * kMR;
+    PackRows(q_head + (i0 + r0) * p.q_stride[2], p.q_stride[2], 1, rows - r0, p.Dk, kMR, p.Dk, qp);
+  }
 
   // Row state. A sink starts each row as if it were one more key already
   // seen: m = sink, l = e^{sink − m} = 1, with no value behind it. Padding
@@ -586,23 +734,24 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
   const float sink_l = std::exp(sink - (sink == kNegInf ? 0.0f : sink));
   for (int64_t r = 0; r < kRowsPadded; ++r) {
     m[r] = sink;
-    l[r] = sink_l;
     alpha[r] = 1.0f;
     bmax[r] = kNegInf;
   }
+  const VF l_start = hn::IfThenElseZero(hn::FirstN(DF(), 1), hn::Set(DF(), sink_l));
+  for (int64_t r = 0; r < rows; ++r) hn::Store(l_start, DF(), l + r * N);
   if (p.dropout_p > 0.0)
     for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
   std::memset(o, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dvp));
   const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
 
   const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
-  const uint8_t* flags = reinterpret_cast<const uint8_t*>(p.workspace + L.flags_off);
-  const int64_t head = b * p.Hkv + g;
   for (int64_t kb = first_row.lo / kBlockK; last_row.hi > first_row.lo && kb * kBlockK < last_row.hi; ++kb) {
+    const uint8_t mask = BoolMaskBlock(p, b, h, kb);
+    if (mask == kMaskNone) continue;  // a bool mask hides every key of the block
     const int64_t jb = kb * kBlockK;
     const int64_t count = std::min<int64_t>(kBlockK, p.Lk - jb);
-    const float* kt = p.workspace + L.kt_off + head * L.kt_per_head + kb * p.Dk * kBlockK;
-    const float* vp = p.workspace + L.vp_off + head * L.vp_per_head + jb * L.dvp;
+    const float* kt = kt_head + kb * p.Dk * kBlockK;
+    const float* vp = vp_head + jb * L.dvp;
 
     // The columns [lo, hi) of this block that some row of each panel can see.
     // Outside them every row of the panel hides the key (causality or the
@@ -620,10 +769,16 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     // S = Q·Kᵀ (raw q·k), the visible column tiles of each panel.
     for (int64_t pn = 0; pn < panels; ++pn)
       for (int64_t col = panel_lo[pn] / NR * NR; col < panel_hi[pn]; col += NR)
-        ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+        if (!q_rows_in_place)
+          ScoreTile<true>(qp + pn * p.Dk * kMR, 0, kt + col, p.Dk, s + pn * kMR * kSStride + col);
+        else if (pn < full_panels)
+          ScoreTile<false>(q_head + (i0 + pn * kMR) * p.q_stride[2], p.q_stride[2], kt + col, p.Dk,
+                           s + pn * kMR * kSStride + col);
+        else
+          ScoreTile<false>(qp, p.Dk, kt + col, p.Dk, s + pn * kMR * kSStride + col);
 
     // Online softmax.
-    const bool plain = PlainBlock(p, first_row, last_row, jb);
+    const bool plain = PlainBlock(p, first_row, last_row, jb, mask);
     if (plain) {
       for (int64_t r = 0; r < rows; ++r) bmax[r] = PlainRowMax(s + r * kSStride, p.scale);
     } else {
@@ -632,7 +787,11 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     }
     RescaleRows(RoundUp(rows, N), bmax, m, alpha, mlog);
     const float c1 = plain ? p.scale * kLog2e : kLog2e;
-    for (int64_t r = 0; r < rows; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kSStride, c1, mlog[r]);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* lr = l + r * N;
+      hn::Store(hn::MulAdd(hn::Load(DF(), lr), hn::Set(DF(), alpha[r]), ExpRowSums(s + r * kSStride, c1, mlog[r])),
+                DF(), lr);
+    }
 
     // Dropout zeroes weights after the sum: lse and the normaliser l are the
     // softmax's; dropped weights only leave the P·V product.
@@ -646,7 +805,7 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     // "weights"; their output is never read.
 
     // O = O·alpha + P·V.
-    if (!flags[head * L.nkb + kb]) {
+    if (!flags[kb]) {
       for (int64_t pn = 0; pn < panels; ++pn) {
         const int64_t lo = panel_lo[pn], n = panel_hi[pn] - lo;  // (n = 0 still rescales by alpha)
         for (int64_t col = 0; col < L.dvp; col += NR)
@@ -659,7 +818,79 @@ void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
     }
   }
 
-  for (int64_t r = 0; r < rows; ++r) FinishRow(p, b, h, i0 + r, o + r * L.dvp, m[r], l[r]);
+  for (int64_t r = 0; r < rows; ++r)
+    FinishRow(p, b, h, i0 + r, o + r * L.dvp, m[r], hn::GetLane(hn::SumOfLanes(DF(), hn::Load(DF(), l + r * N))));
+}
+
+// One item of the shared packing's pass: one query block of one head.
+void ForwardItem(void* ctx_ptr, int64_t item, int thread) {
+  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+  const FlashForwardParams& p = *c.p;
+  const Layout& L = c.L;
+  // Head by head, so that consecutive items (and the two threads) read the
+  // same packed K/V, which then stays in L2/L3 (measured: 66-71% of sgemm
+  // block-major at H = 16, 75-85% head-major); within a head the heaviest
+  // blocks first (the last query rows see the most keys when causal).
+  const int64_t bh = item / L.nqb;
+  const int64_t qb = L.nqb - 1 - item % L.nqb;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, head = b * p.Hkv + h / p.group;
+  ForwardBlock(c, b, h, qb, p.workspace + L.kt_off + head * L.kt_per_head, p.workspace + L.vp_off + head * L.vp_per_head,
+               reinterpret_cast<const uint8_t*>(p.workspace + L.flags_off) + head * L.nkb, thread);
+}
+
+// Asks for `n` rows of `width` floats (row stride rs, unit column stride)
+// to be brought into L2.
+HWY_INLINE void PrefetchRows(const float* src, int64_t rs, int64_t n, int64_t width) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = src + j * rs;
+    for (int64_t x = 0; x < width; x += 16) __builtin_prefetch(row + x, 0, 2);
+    __builtin_prefetch(row + width - 1, 0, 2);  // (a row that is not line-aligned ends on one more line)
+  }
+}
+
+// Items are small (≈ 30 µs at [32, 12, 128, 32]) and read their inputs
+// from memory, not cache, in strided rows that the hardware prefetcher
+// follows poorly (one or two lines per 1.5 KiB row of a [B, L, H, D]
+// tensor): without help every item starts by waiting for memory. So each
+// item asks for the next head's inputs while it computes — its keys and
+// values at the start, each query block's rows just before running the
+// same block of its own head (all at once stalls on the fill buffers).
+// Threads claim items in turn, so the next head is this thread's or its
+// neighbour's next item, and L2/L3 hold it either way. (Measured at
+// [32, 12, 128, 32], AVX-512, 2 threads: 14.0 → 12.0 ms.)
+HWY_INLINE bool PrefetchNext(const FlashForwardParams& p, int64_t item) {
+  return item + 1 < p.B * p.Hkv && p.k_stride[3] == 1 && p.v_stride[3] == 1 && p.q_stride[3] == 1;
+}
+
+// One item of PackPerItem: key/value head (b, g) packed into the thread's
+// scratch, then every query block of its query heads.
+void HeadItem(void* ctx_ptr, int64_t item, int thread) {
+  const Ctx& c = *static_cast<const Ctx*>(ctx_ptr);
+  const FlashForwardParams& p = *c.p;
+  const Layout& L = c.L;
+  const int64_t b = item / p.Hkv, g = item % p.Hkv;
+  // The next item's head (nb, ng), whose query heads are h + dh for ours.
+  const bool prefetch = PrefetchNext(p, item);
+  const int64_t nb = (item + 1) / p.Hkv, ng = (item + 1) % p.Hkv, dh = (ng - g) * p.group;
+  if (prefetch) {
+    PrefetchRows(p.k + nb * p.k_stride[0] + ng * p.k_stride[1], p.k_stride[2], p.Lk, p.Dk);
+    PrefetchRows(p.v + nb * p.v_stride[0] + ng * p.v_stride[1], p.v_stride[2], p.Lk, p.Dv);
+  }
+  float* scratch = p.workspace + L.scratch_off + thread * L.scratch_per_thread;
+  float* kt = scratch + L.local_kt_off;
+  float* vp = scratch + L.local_vp_off;
+  uint8_t* flags = reinterpret_cast<uint8_t*>(scratch + L.local_flags_off);
+  for (int64_t kb = 0; kb < L.nkb; ++kb)
+    flags[kb] = PackKV(p, L, b, g, kb, kt + kb * p.Dk * kBlockK, vp + kb * kBlockK * L.dvp) ? 0 : 1;
+  for (int64_t h = g * p.group; h < (g + 1) * p.group; ++h)
+    for (int64_t qb = 0; qb < L.nqb; ++qb) {
+      if (prefetch) {
+        const int64_t i0 = qb * kBlockQ;
+        PrefetchRows(p.q + nb * p.q_stride[0] + (h + dh) * p.q_stride[1] + i0 * p.q_stride[2], p.q_stride[2],
+                     std::min(kBlockQ, p.Lq - i0), p.Dk);
+      }
+      ForwardBlock(c, b, h, qb, kt, vp, flags, thread);
+    }
 }
 
 // ---- decoding (see UseDecodePath) ---------------------------------------------------
@@ -728,8 +959,12 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
         s[r * kSStride + j] = dot;
       }
     }
-    // The online softmax, as in ForwardItem.
-    const bool plain = PlainBlock(p, first_row, last_row, jb);
+    // The online softmax, as in ForwardBlock. (A block a bool mask hides
+    // from some head of the group is left to the per-element path.)
+    uint8_t mask = BoolMaskBlock(p, b, g * p.group, kb);
+    for (int64_t h = g * p.group + 1; h < (g + 1) * p.group; ++h)
+      if (BoolMaskBlock(p, b, h, kb) != mask) mask = kMaskSome;
+    const bool plain = PlainBlock(p, first_row, last_row, jb, mask);
     for (int64_t r = 0; r < R; ++r)
       bmax[r] = plain ? PlainRowMax(s + r * kSStride, p.scale)
                       : GeneralRowMax(p, MakeRowScore(p, b, head_of(r), row_of(r)), jb, s + r * kSStride);
@@ -793,7 +1028,8 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
       return p.weights + b * p.weights_stride[0] + h * p.weights_stride[1] + (i0 + r) * p.weights_stride[2] +
              jb * p.weights_stride[3];
     };
-    const bool seen = last_row.hi > first_row.lo && jb < last_row.hi && jb + count > first_row.lo;
+    const bool seen = last_row.hi > first_row.lo && jb < last_row.hi && jb + count > first_row.lo &&
+                      BoolMaskBlock(p, b, h, kb) != kMaskNone;
     if (seen) {
       const float* kt = p.workspace + L.kt_off + (b * p.Hkv + g) * L.kt_per_head + kb * p.Dk * kBlockK;
       for (int64_t pn = 0; pn < panels; ++pn)
@@ -831,10 +1067,20 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
 
 /// The whole forward pass on this target: pack K and V, then every work
 /// item, then (if asked) the weights pass.
-void FlashForward(const FlashForwardParams& p) {
+void FlashForward(const FlashForwardParams& params) {
+  FlashForwardParams p = params;
   Ctx c{&p, MakeLayout(p)};
+  if (RowBroadcastBoolMask(p)) {
+    uint8_t* summary = reinterpret_cast<uint8_t*>(p.workspace + c.L.mask_off);
+    SummariseBoolMask(p, summary);
+    p.mask_blocks = summary;
+  }
   if (UseDecodePath(p)) {
     parallel_for(p.B * p.Hkv, p.threads, &DecodeItem, &c);
+    return;
+  }
+  if (c.L.per_item) {
+    parallel_for(p.B * p.Hkv, p.threads, &HeadItem, &c);
     return;
   }
   parallel_for(p.B * p.Hkv * c.L.nkb, p.threads, &PackKVBlock, &c);
@@ -883,6 +1129,7 @@ struct BwdLayout {
   int64_t groups = 1;                 // key groups per key/value head
   int64_t group_first_off = 0;        // [groups + 1] first key block of each group (int64)
   int64_t dqp_off = 0, dqp_per_head = 0;  // [groups][B·Hq][nqb·kBlockQ][dkp]
+  int64_t mask_off = 0;               // SummariseBoolMask's bytes
   int64_t scratch_off = 0, scratch_per_thread = 0, total = 0;
   // inside one thread's scratch
   int64_t s_off = 0, dp_off = 0, dk_off = 0, dv_off = 0, drop_off = 0;
@@ -933,6 +1180,7 @@ inline BwdLayout MakeBwdLayout(const FlashBackwardParams& bp) {
   L.group_first_off = all.take(2 * (L.groups + 1));
   L.dqp_per_head = L.rows_per_head * L.dkp;
   L.dqp_off = all.take(L.groups * q_heads * L.dqp_per_head);
+  L.mask_off = all.take((MaskSummaryBytes(p) + 3) / 4);
   Carver one;
   L.s_off = one.take(kBlockQ * kSStride);
   L.dp_off = one.take(kBlockQ * kSStride);
@@ -1022,7 +1270,8 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
   const float* dd = p.workspace + L.dd_off + head * L.rows_per_head + qb * kBlockQ;
   const float* lse = p.workspace + L.lse_off + head * L.rows_per_head + qb * kBlockQ;
   const KeyRange first_row = VisibleKeys(p, i0), last_row = VisibleKeys(p, i0 + rows - 1);
-  const bool plain = PlainBlock(p, first_row, last_row, jb) && p.dropout_p <= 0.0 && !write_mask_grad;
+  const bool plain =
+      PlainBlock(p, first_row, last_row, jb, BoolMaskBlock(p, b, h, jb / kBlockK)) && p.dropout_p <= 0.0 && !write_mask_grad;
   const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
   const VF log2e = hn::Set(d, kLog2e), zero = hn::Zero(d);
   for (int64_t r = 0; r < rows; ++r) {
@@ -1114,6 +1363,8 @@ void KeyGroupItem(void* ctx_ptr, int64_t item, int thread) {
     QueryBlocksSeeing(p, L.nqb, kb, &qb_first, &qb_end);
 
     for (int64_t h = g * p.group; h < (g + 1) * p.group; ++h) {
+      // A block a bool mask hides from every row: W = dR = 0, nothing to add.
+      if (BoolMaskBlock(p, b, h, kb) == kMaskNone) continue;
       const int64_t head = b * p.Hq + h;
       for (int64_t qb = qb_first; qb < qb_end; ++qb) {
         const int64_t i0 = qb * kBlockQ, rows = std::min<int64_t>(kBlockQ, p.Lq - i0);
@@ -1219,10 +1470,16 @@ void FinishQueryBlock(void* ctx_ptr, int64_t item, int /*thread*/) {
 }
 
 /// The whole backward pass on this target.
-void FlashBackward(const FlashBackwardParams& bp) {
+void FlashBackward(const FlashBackwardParams& params) {
+  FlashBackwardParams bp = params;
   const FlashForwardParams& p = bp.f;
   BwdCtx c{&bp, MakeBwdLayout(bp)};
   const BwdLayout& L = c.L;
+  if (RowBroadcastBoolMask(p)) {
+    uint8_t* summary = reinterpret_cast<uint8_t*>(p.workspace + L.mask_off);
+    SummariseBoolMask(p, summary);
+    bp.f.mask_blocks = summary;
+  }
   // Key groups: contiguous runs of key blocks with about equal work (the
   // number of query blocks that see each key block), from the shape alone.
   int64_t* group_first = reinterpret_cast<int64_t*>(p.workspace + L.group_first_off);

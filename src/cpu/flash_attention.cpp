@@ -212,8 +212,9 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   Prepared prep = prepare(fn, query, key, value, o);
   FlashForwardParams& p = prep.p;
   const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
-  if (!out.defined()) out = Tensor<float>(out_shape);
-  if (!lse.defined()) lse = Tensor<float>(lse_shape);
+  // Every element of out and lse is written below (FinishRow), so they need no zero-fill.
+  if (!out.defined()) out = Tensor<float>::uninitialized(out_shape);
+  if (!lse.defined()) lse = Tensor<float>::uninitialized(lse_shape);
   require_shape(fn, "out", out, out_shape);
   require_shape(fn, "lse", lse, lse_shape);
   p.out = out.data(), p.lse = lse.data();
@@ -274,9 +275,11 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   require_shape(fn, "lse", lse, {p.B, p.Hq, p.Lq});
 
   SdpaGradients<float> g;
-  g.d_query = Tensor<float>(query.shape());
-  g.d_key = Tensor<float>(key.shape());
-  g.d_value = Tensor<float>(value.shape());
+  // Every element of dQ (FinishQueryBlock), dK and dV (KeyGroupItem, every
+  // key block of every key/value head) is written by the kernel: no zero-fill.
+  g.d_query = Tensor<float>::uninitialized(query.shape());
+  g.d_key = Tensor<float>::uninitialized(key.shape());
+  g.d_value = Tensor<float>::uninitialized(value.shape());
   // The float mask's gradient is ds itself, summed over the dims the mask
   // is broadcast along. Along keys the kernel sums it (in order, within a
   // row). Over batch, heads or query rows the sum would cross work items, so

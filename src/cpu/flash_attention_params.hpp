@@ -25,6 +25,9 @@ struct FlashForwardParams {
   const float* alibi = nullptr;       int64_t alibi_stride[2] = {};       // [B, Hq] view
   const float* float_mask = nullptr;  int64_t float_mask_stride[4] = {};  // [B, Hq, Lq, Lk] view
   const bool* bool_mask = nullptr;    int64_t bool_mask_stride[4] = {};   // [B, Hq, Lq, Lk] view
+  // Set by the kernels, not the caller: a bool mask broadcast over query rows
+  // summarised per key block (flash_attention-inl.h, SummariseBoolMask).
+  const uint8_t* mask_blocks = nullptr;
   const float* sinks = nullptr;       int64_t sinks_stride = 0;           // [Hq]
 
   bool causal = false;

@@ -10,6 +10,13 @@
 // the median time. Inputs are randn from Generator(--seed); the upstream
 // gradient too.
 //
+// What a model passes can be timed too: --layout bshd gives q, k, v as
+// [B, L, H, D] tensors viewed as [B, H, L, D] (q.view(B, L, H, D).transpose(1, 2),
+// strided, no copy), and --mask key-padding:N a bool mask [B, 1, 1, Lk]
+// (True = attend) whose last N keys are False, as a tokenizer pads a batch.
+// FLOPs are counted for all keys either way, so a masked run's GFLOP/s
+// compares directly with the unmasked one.
+//
 // Timings are for comparing shapes and paths on one machine; bench/ holds the
 // Google Benchmark suite with the side-by-side comparisons.
 #include <algorithm>
@@ -43,6 +50,9 @@ struct BenchOptions {
   bool json = false;
   bool no_backward = false;
   std::string backend = "auto";  // auto | reference | fast (SdpaOptions::backend)
+  std::string layout = "bhsd";   // bhsd: contiguous [B, H, L, D]; bshd: [B, L, H, D] viewed as [B, H, L, D]
+  std::string mask = "none";     // none | key-padding:N
+  int64_t padding = 0;           // N of key-padding:N
 };
 
 struct Timing {
@@ -76,11 +86,21 @@ int run(const BenchOptions& o) {
   const int64_t Lq = o.q_len ? o.q_len : o.len, Lk = o.k_len ? o.k_len : o.len;
   if (o.threads > 0) set_num_threads(o.threads);
   Generator gen(o.seed);
-  const Tensor<T> q = randn<T>({B, H, Lq, D}, gen);    // [B, H, Lq, D]
-  const Tensor<T> k = randn<T>({B, Hkv, Lk, D}, gen);  // [B, Hkv, Lk, D]
-  const Tensor<T> v = randn<T>({B, Hkv, Lk, D}, gen);  // [B, Hkv, Lk, D]
+  // [B, H, L, D], contiguous or a transposed view of [B, L, H, D].
+  const bool bshd = o.layout == "bshd";
+  auto input = [&](int64_t heads, int64_t len) {
+    return bshd ? randn<T>({B, len, heads, D}, gen).transpose(1, 2) : randn<T>({B, heads, len, D}, gen);
+  };
+  const Tensor<T> q = input(H, Lq);
+  const Tensor<T> k = input(Hkv, Lk);
+  const Tensor<T> v = input(Hkv, Lk);
   const Tensor<T> dout = randn<T>({B, H, Lq, D}, gen); // [B, H, Lq, D]
   SdpaOptions<T> opt;
+  if (o.mask != "none") {  // key-padding:N: [B, 1, 1, Lk], the last N keys False
+    opt.bool_mask = Tensor<bool>({B, 1, 1, Lk});
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Lk; ++j) opt.bool_mask(b, 0, 0, j) = j < Lk - o.padding;
+  }
   opt.is_causal = o.causal;
   opt.enable_gqa = Hkv != H;
   opt.backend = o.backend == "fast" ? SdpaBackend::Fast
@@ -113,6 +133,8 @@ int run(const BenchOptions& o) {
     j["shape"] = {{"batch", B}, {"heads", H}, {"kv_heads", Hkv}, {"q_len", Lq}, {"k_len", Lk}, {"dim", D}};
     j["causal"] = o.causal;
     j["dtype"] = o.dtype;
+    j["layout"] = o.layout;
+    j["mask"] = o.mask;
     j["threads"] = threads;
     j["repeats"] = o.repeats;
     j["path"] = path;
@@ -126,7 +148,8 @@ int run(const BenchOptions& o) {
     return kExitOk;
   }
   std::cout << "scaled_dot_product_attention  B=" << B << " H=" << H << " Hkv=" << Hkv << " Lq=" << Lq << " Lk=" << Lk
-            << " D=" << D << (o.causal ? " causal" : "") << "  " << o.dtype << ", " << threads
+            << " D=" << D << (o.causal ? " causal" : "") << (bshd ? " [B,L,H,D] views" : "")
+            << (o.mask != "none" ? " mask " + o.mask : "") << "  " << o.dtype << ", " << threads
             << (threads == 1 ? " thread" : " threads") << ", path: " << path;
   if (!o.no_backward && bwd_path != path) std::cout << " (backward: " << bwd_path << ")";
   std::cout << "\n"
@@ -144,7 +167,8 @@ int run(const BenchOptions& o) {
 int usage(const std::string& what) {
   std::cerr << "attn bench: error: " << what << "\nusage: attn bench [--batch B] [--heads H] [--kv-heads K] "
             << "[--len L | --q-len LQ --k-len LK] [--dim D] [--causal] [--dtype float|double] [--threads N] "
-            << "[--repeats R] [--backend auto|reference|fast] [--json]; see `attn bench --help`\n";
+            << "[--repeats R] [--layout bhsd|bshd] [--mask none|key-padding:N] [--backend auto|reference|fast] "
+            << "[--json]; see `attn bench --help`\n";
   return kExitUsage;
 }
 
@@ -167,6 +191,11 @@ Run setup_bench(CLI::App& sub) {
   sub.add_option("--seed", o->seed, "seed of the random inputs")->capture_default_str();
   sub.add_flag("--no-backward", o->no_backward, "time the forward only");
   sub.add_flag("--json", o->json, "print the results as JSON");
+  sub.add_option("--layout", o->layout, "bhsd (contiguous [B, H, L, D]) or bshd ([B, L, H, D] viewed as [B, H, L, D])")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bhsd", "bshd"}));
+  sub.add_option("--mask", o->mask, "none, or key-padding:N (bool [B, 1, 1, Lk], the last N keys False)")
+      ->capture_default_str();
   sub.add_option("--backend", o->backend, "auto (fast where it applies and pays), reference or fast")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "reference", "fast"}));
@@ -175,6 +204,15 @@ Run setup_bench(CLI::App& sub) {
     if (H % Hkv != 0)
       return usage("--kv-heads " + std::to_string(Hkv) + " must divide --heads " + std::to_string(H));
     const int64_t Lq = o->q_len ? o->q_len : o->len, Lk = o->k_len ? o->k_len : o->len;
+    if (o->mask != "none") {
+      const std::string prefix = "key-padding:";
+      const std::string n = o->mask.rfind(prefix, 0) == 0 ? o->mask.substr(prefix.size()) : "";
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 9 ||
+          std::stoll(n) > Lk)
+        return usage("--mask " + o->mask + ": expected none or key-padding:N with 0 <= N <= Lk (" +
+                     std::to_string(Lk) + ")");
+      o->padding = std::stoll(n);
+    }
     // Keep a typo from asking for terabytes: q, k, v, output and their gradients.
     const double elems = static_cast<double>(o->batch) * static_cast<double>(o->dim) *
                          (3.0 * static_cast<double>(H * Lq) + 3.0 * static_cast<double>(Hkv * Lk));

@@ -140,6 +140,11 @@ attn_cli_test(bench_backend_fast_tiny "-DARGS=bench --heads 1 --len 4 --dim 2 --
   -DEXPECT_EXIT=0 "-DJSON_EXPECT1=path=fast" "-DJSON_EXPECT2=backward_path=fast")
 attn_cli_test(bench_backend_fast_double "-DARGS=bench --len 8 --dtype double --backend fast" -DEXPECT_EXIT=2
   "-DEXPECT1=float only")
+# A model's inputs: [B, L, H, D] views and a key-padding mask [B, 1, 1, Lk].
+attn_cli_test(bench_layout_and_mask
+  "-DARGS=bench --batch 2 --heads 2 --len 16 --dim 8 --repeats 1 --layout bshd --mask key-padding:5 --json"
+  -DEXPECT_EXIT=0 "-DJSON_EXPECT1=layout=bshd" "-DJSON_EXPECT2=mask=key-padding:5" "-DJSON_EXPECT3=path=fast")
+attn_cli_test(bench_bad_mask "-DARGS=bench --len 16 --mask key-padding:17" -DEXPECT_EXIT=2 "-DEXPECT1=--mask")
 attn_cli_test(bench_kv_heads_must_divide "-DARGS=bench --heads 4 --kv-heads 3" -DEXPECT_EXIT=2
   "-DEXPECT1=--kv-heads 3 must divide --heads 4")
 attn_cli_test(bench_bad_dtype "-DARGS=bench --dtype half" -DEXPECT_EXIT=2 "-DEXPECT1=--dtype")
