@@ -232,19 +232,20 @@ def _real(name, x):
 _INT64_MAX = 2**63 - 1
 
 
-def _window(window):
+def _window(window, fn=_FN):
+    """(left, right) of a sliding window argument; -1 = unbounded side."""
     if window is None:
         return -1, -1
     try:
         left, right = window
     except (TypeError, ValueError):
-        raise TypeError(f"{_FN}: window is {window!r}, expected a pair (left, right)") from None
+        raise TypeError(f"{fn}: window is {window!r}, expected a pair (left, right)") from None
     sides = []
     for name, side in (("left", left), ("right", right)):
         if side is None:
             side = -1
         if not isinstance(side, numbers.Integral) or isinstance(side, bool):
-            raise TypeError(f"{_FN}: window {name} is {side!r}, expected an int (-1 or None = unbounded)")
+            raise TypeError(f"{fn}: window {name} is {side!r}, expected an int (-1 or None = unbounded)")
         sides.append(min(int(side), _INT64_MAX))  # wider than any sequence = unbounded
     return sides[0], sides[1]
 

@@ -23,13 +23,13 @@ import numbers
 import numpy as np
 
 from . import _core
+from ._sdpa import _window
 from ._util import NUMPY, TORCH, framework_of, is_torch, torch_module
 from .nn import _NotesLayer
 
 __all__ = ["KVCache", "attention_decode", "merge_attention_partials", "apply_rope", "apply_rope_backward",
            "RopeOptions", "MultiHeadLatentAttention", "MLADecoder"]
 
-_INT64_MAX = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------
@@ -95,20 +95,6 @@ def _int(value, what, fn):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: {what} is {value!r}, expected an int")
     return int(value)
-
-
-def _window(window, fn):
-    if window is None:
-        return -1, -1
-    try:
-        left, right = window
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: window is {window!r}, expected a pair (left, right)") from None
-    sides = []
-    for name, side in (("left", left), ("right", right)):
-        side = -1 if side is None else _int(side, f"window {name}", fn)
-        sides.append(min(side, _INT64_MAX))
-    return sides[0], sides[1]
 
 
 _FRAMEWORKS = {"numpy": NUMPY, "torch": TORCH}

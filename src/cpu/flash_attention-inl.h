@@ -651,28 +651,11 @@ HWY_INLINE void RescaleRows(int64_t rows, const float* HWY_RESTRICT block_max, f
   }
 }
 
-// Pass 3: P = 2^(s·c1 − m_log2) in place; returns the row sum. c1 is
-// log2(e), or scale·log2(e) when s still holds the raw q·k (plain block).
-HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
-  const DF d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const VF c1v = hn::Set(d, c1), mv = hn::Set(d, m_log2);
-  VF sum0 = hn::Zero(d), sum1 = hn::Zero(d);
-  for (int64_t j = 0; j < kBlockK; j += 2 * N) {
-    const VF e0 = Exp2(d, hn::MulSub(hn::Load(d, s + j), c1v, mv));
-    const VF e1 = Exp2(d, hn::MulSub(hn::Load(d, s + j + N), c1v, mv));
-    hn::Store(e0, d, s + j);
-    hn::Store(e1, d, s + j + N);
-    sum0 = hn::Add(sum0, e0);
-    sum1 = hn::Add(sum1, e1);
-  }
-  return hn::GetLane(hn::SumOfLanes(d, hn::Add(sum0, sum1)));
-}
-
-// The same, but the row sum left as a vector of per-lane sums: ForwardBlock
-// keeps l lane by lane and adds the lanes once, at the end of the row,
-// instead of once per key block (short sequences: that horizontal sum and
-// its dependency chain were ~5% of the call).
+// Pass 3: P = 2^(s·c1 − m_log2) in place; returns the row sum as a vector of
+// per-lane sums. c1 is log2(e), or scale·log2(e) when s still holds the raw
+// q·k (plain block). ForwardBlock keeps l lane by lane and adds the lanes
+// once, at the end of the row, instead of once per key block (short
+// sequences: that horizontal sum and its dependency chain were ~5% of the call).
 HWY_INLINE VF ExpRowSums(float* HWY_RESTRICT s, float c1, float m_log2) {
   const DF d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
@@ -687,6 +670,12 @@ HWY_INLINE VF ExpRowSums(float* HWY_RESTRICT s, float c1, float m_log2) {
     sum1 = hn::Add(sum1, e1);
   }
   return hn::Add(sum0, sum1);
+}
+
+// The same with the row sum added up (the weights pass, one row at a time).
+HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
+  const DF d;
+  return hn::GetLane(hn::SumOfLanes(d, ExpRowSums(s, c1, m_log2)));
 }
 
 // out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).

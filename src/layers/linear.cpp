@@ -84,13 +84,7 @@ void check_input(const Tensor<T>& x, int64_t in_features, const char* who) {
 
 template <class T>
 Linear<T>::Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen)
-    : in_features_(in_features), out_features_(out_features), has_bias_(bias) {
-  if (in_features < 0 || out_features < 0)
-    throw ValueError("Linear: in_features = " + std::to_string(in_features) + " and out_features = " +
-                     std::to_string(out_features) + " must be >= 0");
-  weight = Parameter<T>({out_features, in_features});
-  this->bias = Parameter<T>({bias ? out_features : 0});
-
+    : Linear(in_features, out_features, bias, SkipInit{}) {
   // kaiming_uniform_(weight, a=sqrt(5)); torch skips tensors with a zero-size dim.
   const double fan_in = static_cast<double>(in_features);
   if (weight.value.numel() > 0) {
