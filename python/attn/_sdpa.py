@@ -100,7 +100,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             if (tq is _Tensor and type(key) is _Tensor and type(value) is _Tensor and query.ndim == 4
                     and key.ndim == 4 and value.ndim == 4 and query.shape[0] == key.shape[0] == value.shape[0]
                     and query.dtype in _OP_DTYPES and query.is_cpu and key.is_cpu and value.is_cpu):
-                return _torch_call(query, key, value, None, None, None, is_causal, False, -1, -1, scale, 0.0, 0,
+                return _torch_sdpa(query, key, value, None, None, None, is_causal, False, -1, -1, scale, 0.0, 0,
                                    False, 0.0, False)[0]
 
     # torch is optional and never imported here: a torch tensor means the caller imported it.
@@ -150,7 +150,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             _init_torch_ops()
         seed = options[6]  # the op's int is int64: the same 64 bits, signed
         op_options = options[:6] + (seed - (1 << 64) if seed >= (1 << 63) else seed,) + options[7:]
-        out, lse, weights = _torch_call(q, k, v, mask, alibi_slopes, sinks, *op_options, return_weights)
+        out, lse, weights = _torch_sdpa(q, k, v, mask, alibi_slopes, sinks, *op_options, return_weights)
         weights = weights if return_weights else None
 
     if out_shape is not None:  # back to the caller's rank / batch dims
@@ -177,22 +177,8 @@ _NUMPY = 0  # the core's outputs as numpy arrays (2 would be DLPack capsules, as
 _ndarray = np.ndarray
 _NP_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _Tensor = None       # torch.Tensor, once torch is imported
-_torch_sdpa = None   # torch.ops.attn.sdpa.default, once defined
+_torch_sdpa = None   # torch.ops.attn.sdpa as _torch_ops.sdpa_call calls it, once defined
 _OP_DTYPES = ()      # the dtypes the op computes in (torch.float32, torch.float64)
-
-
-def _torch_call(*args):
-    """torch.ops.attn.sdpa(*args), or in plain eager mode what the dispatcher
-    would run for it, without its cost (two dispatcher crossings, ~9 µs of a
-    ~20 µs small call). Plain eager: not tracing (torch.compile, torch.export),
-    no dispatch mode (FlopCounterMode, FakeTensorMode, ...) that must see the op.
-    The op's Autograd kernel makes a graph node only when an input requires
-    grad; so does this."""
-    if _is_compiling() or _dispatch_modes():
-        return _torch_sdpa(*args)
-    if _is_grad_enabled() and _any_requires_grad(*args[:6]):
-        return _sdpa_function(*args)
-    return _sdpa_kernel(*args)
 
 
 def _init_torch_ops():
@@ -204,12 +190,8 @@ def _init_torch_ops():
     if torch is None:
         return False
     from . import _torch_ops  # registers torch.ops.attn.*
-    global _is_compiling, _dispatch_modes, _is_grad_enabled, _any_requires_grad, _sdpa_function, _sdpa_kernel
-    _is_compiling, _dispatch_modes = torch.compiler.is_compiling, torch._C._len_torch_dispatch_stack
-    _is_grad_enabled, _any_requires_grad = torch.is_grad_enabled, torch._C._any_requires_grad
-    _sdpa_function, _sdpa_kernel = _torch_ops._SdpaFunction.apply, _torch_ops.sdpa
     _Tensor, _OP_DTYPES = torch.Tensor, (torch.float32, torch.float64)
-    _torch_sdpa = torch.ops.attn.sdpa.default
+    _torch_sdpa = _torch_ops.sdpa_call
     return True
 
 
