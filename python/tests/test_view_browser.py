@@ -46,7 +46,7 @@ def demo_json(*args):
 def _need(what, why):
     if SKIP:
         pytest.skip(f"{what} missing and ATTN_SKIP_BROWSER_TESTS=1")
-    pytest.fail(f"{what} is required for the browser tests: {why} (or set ATTN_SKIP_BROWSER_TESTS=1 to skip them)")
+    pytest.fail(f"the browser tests need {what}: {why} (or set ATTN_SKIP_BROWSER_TESTS=1 to skip them)")
 
 
 @pytest.fixture(scope="module")
