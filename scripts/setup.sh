@@ -13,6 +13,7 @@ packages=(
   libcli11-dev                                           # the attn command's argument parser
   libopenblas-dev                                        # BLAS for large matrix products
   libcairo2-dev                                          # pictures (heatmaps, plots)
+  chromium chromium-driver                               # attn view's page, tested in headless Chromium (Selenium)
   python3 python3-pip
 )
 

@@ -44,6 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.hpp"
+#include "demo.hpp"
 #include "plot3d.hpp"
 #include "print.hpp"
 #include "words.hpp"
@@ -57,15 +58,11 @@ struct DemoOptions {
   float overflow_factor = 100.0f;
   std::string text;  // empty: the notes' sentence
   std::string plot;  // empty: no picture
+  int64_t query = -1;  // 0-based; -1: the second word ("journey" in the notes)
 };
 
-constexpr int64_t kMaxWords = 64;
-// The book's seeds: torch.manual_seed(123) before torch.rand for the plain
-// matrices, the causal layer and the heads; 789 before SelfAttention_v2.
-constexpr uint64_t kSeedPlain = 123, kSeedLinear = 789, kSeedHeads = 123;
-constexpr int64_t kDOut = 2;               // d_out = 2, as in the book
-constexpr double kDropoutP = 0.5;          // the book's nn.Dropout(0.5)
-constexpr uint64_t kDropoutSeed = 123;
+// The seeds, d_out and the dropout rate are in demo.hpp (`attn view` uses them too).
+constexpr int64_t kMaxWords = kDemoMaxWords;
 
 // ---- small matrix helpers (row-major float loops, as the notes' torch ops) ----
 
@@ -290,7 +287,7 @@ Walkthrough compute(const DemoOptions& opt) {
   w.words = opt.text.empty() ? kNotesWords : split_words(opt.text);
   w.sentence = opt.text.empty() ? "Your journey starts with one step" : opt.text;
   const int64_t L = static_cast<int64_t>(w.words.size());
-  w.query = L >= 2 ? 1 : 0;  // the second word, as "journey" in the notes
+  w.query = opt.query >= 0 ? opt.query : L >= 2 ? 1 : 0;  // default: the second word, as "journey" in the notes
   w.inputs = embed_words(w.words);
 
   // Scores of the query against every token: row 2 of X·Xᵀ is exactly
@@ -701,16 +698,24 @@ Run setup_demo(CLI::App& sub) {
   auto* text = sub.add_option("--text", opt->text,
                  "another sentence, one token per word (notes' words keep their vectors, others get a built-in "
                  "deterministic 3-d embedding); the query is the second word");
+  auto* query = sub.add_option("--query", opt->query,
+                                "the query word, counted from 1 as the notes' x1..xL (default 2: \"journey\")")
+                    ->check(CLI::Range(int64_t{1}, kMaxWords));
   sub.add_flag("--step", opt->step, "pause between stages until Enter is pressed (never waits when stdin is not a terminal)")
       ->excludes(json);
   sub.add_option("--plot", opt->plot,
                  "also draw the embeddings as arrows in 3-D with the query's context vector, as a PNG");
-  return [opt, text]() {
+  return [opt, text, query]() {
+    const auto words = text->count() > 0 ? split_words(opt->text) : kNotesWords;
     if (text->count() > 0) {
-      const auto words = split_words(opt->text);
       if (words.empty()) return usage("--text has no words");
       if (static_cast<int64_t>(words.size()) > kMaxWords)
         return usage("--text has " + std::to_string(words.size()) + " words; at most " + std::to_string(kMaxWords));
+    }
+    if (query->count() > 0) {
+      if (opt->query > static_cast<int64_t>(words.size()))
+        return usage("--query " + std::to_string(opt->query) + ": the text has " + std::to_string(words.size()) + " words");
+      opt->query -= 1;  // the notes count from 1, the tensors from 0
     }
     if (!opt->plot.empty() && plot3d_renderer() == nullptr)
       return usage("--plot: this build of the demo has no picture support (cairo); use the attn command");
@@ -735,4 +740,19 @@ Run setup_demo(CLI::App& sub) {
 const Register kDemo{{"demo", "Walk through the notes' \"Your journey starts with one step\" example", setup_demo}};
 
 }  // namespace
+
+nlohmann::ordered_json demo_document(const std::string& text, int64_t query, float overflow_factor) {
+  DemoOptions opt;
+  opt.text = text;
+  opt.query = query;
+  opt.overflow_factor = overflow_factor;
+  const auto words = text.empty() ? kNotesWords : split_words(text);
+  if (words.empty()) throw ValueError("demo: the text has no words");
+  if (static_cast<int64_t>(words.size()) > kMaxWords)
+    throw ValueError("demo: the text has " + std::to_string(words.size()) + " words; at most " + std::to_string(kMaxWords));
+  if (query >= static_cast<int64_t>(words.size()))
+    throw ValueError("demo: query " + std::to_string(query) + " is past the text's " + std::to_string(words.size()) + " words");
+  return to_json_doc(compute(opt), opt);
+}
+
 }  // namespace attn::cli

@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -54,6 +55,7 @@
 #include "heatmap.hpp"
 #include "print.hpp"
 #include "progress.hpp"
+#include "train.hpp"
 
 namespace attn::cli {
 namespace {
@@ -348,10 +350,22 @@ int usage(const std::string& what) {
   return kExitUsage;
 }
 
-int run_train(const TrainOptions& o) {
-  if (o.d_model % o.heads != 0)
-    return usage("--d-model " + std::to_string(o.d_model) + " is not divisible by --heads " + std::to_string(o.heads));
-  const Vocab vocab = make_vocab();
+// A trained model and what training it gave: shared by run_train (which
+// prints and draws it) and learned_attention (which `attn view` shows).
+struct TrainRun {
+  Vocab vocab;
+  std::unique_ptr<Model> model;
+  int64_t n_params = 0;
+  std::vector<float> losses;
+  Accuracy trained, held;
+  double secs = 0;
+};
+
+// `before_loop` runs once the model exists, before the first step (run_train prints its header there).
+TrainRun train_model(const TrainOptions& o, bool show_progress, const std::function<void(const TrainRun&, size_t)>& before_loop) {
+  TrainRun run;
+  run.vocab = make_vocab();
+  const Vocab& vocab = run.vocab;
   const int64_t V = static_cast<int64_t>(vocab.words.size());
   const std::vector<Example> all = all_examples();
   std::vector<Example> train_set;
@@ -359,28 +373,14 @@ int run_train(const TrainOptions& o) {
     if (!held_out(e)) train_set.push_back(e);
 
   Generator init(o.seed), data(o.seed + 1);
-  Model model(V, o.d_model, o.heads, init);
-  const int64_t n_params = [&] {
-    int64_t n = 0;
-    for (auto* p : model.parameters()) n += p->value.numel();
-    return n;
-  }();
+  run.model = std::make_unique<Model>(V, o.d_model, o.heads, init);
+  Model& model = *run.model;
+  for (auto* p : model.parameters()) run.n_params += p->value.numel();
   Adam<float> adam(model.parameters(), {.lr = o.lr});
+  if (before_loop) before_loop(run, train_set.size());
 
-  std::error_code ec;
-  std::filesystem::create_directories(o.out_dir, ec);
-  if (ec) throw IOError("--out-dir " + o.out_dir + ": " + ec.message());
-
-  if (!o.json)
-    std::cout << "attn train: which noun does \"it\" refer to? e.g. \"the cat sat on the mat because it was warm\" -> mat\n"
-              << "  " << all.size() << " sentences (" << train_set.size() << " to train on, "
-              << all.size() - train_set.size() << " held out), vocabulary " << V << ", length " << kLen << "\n"
-              << "  model: embeddings + causal MultiHeadAttention(d_model " << o.d_model << ", " << o.heads
-              << " heads) + residual + Linear, " << n_params << " parameters; Adam lr " << o.lr << ", batch "
-              << o.batch << ", seed " << o.seed << "\n";
-
-  Progress progress(o.steps, o.json);
-  std::vector<float> losses;
+  Progress progress(o.steps, o.json || !show_progress);
+  std::vector<float>& losses = run.losses;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t step = 1; step <= o.steps; ++step) {
     // A batch drawn with replacement from the training sentences.
@@ -402,13 +402,41 @@ int run_train(const TrainOptions& o) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     progress.update(step, loss, static_cast<double>(step * o.batch * kLen) / std::max(secs, 1e-9));
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  run.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  evaluate(model, vocab, all, run.trained, run.held);
+  return run;
+}
 
-  Accuracy trained, held;
-  evaluate(model, vocab, all, trained, held);
+// The notes' kind of sentence, whose learned attention is drawn and shown.
+const Example kShown{0, 0, 4, 0};  // the cat sat on the mat because it was warm
+
+int run_train(const TrainOptions& o) {
+  if (o.d_model % o.heads != 0)
+    return usage("--d-model " + std::to_string(o.d_model) + " is not divisible by --heads " + std::to_string(o.heads));
+  std::error_code ec;
+  std::filesystem::create_directories(o.out_dir, ec);
+  if (ec) throw IOError("--out-dir " + o.out_dir + ": " + ec.message());
+
+  const auto header = [&](const TrainRun& r, size_t n_train) {
+    if (o.json) return;
+    const size_t n_all = all_examples().size();
+    std::cout << "attn train: which noun does \"it\" refer to? e.g. \"the cat sat on the mat because it was warm\" -> mat\n"
+              << "  " << n_all << " sentences (" << n_train << " to train on, " << n_all - n_train
+              << " held out), vocabulary " << r.vocab.words.size() << ", length " << kLen << "\n"
+              << "  model: embeddings + causal MultiHeadAttention(d_model " << o.d_model << ", " << o.heads
+              << " heads) + residual + Linear, " << r.n_params << " parameters; Adam lr " << o.lr << ", batch "
+              << o.batch << ", seed " << o.seed << "\n";
+  };
+  TrainRun run = train_model(o, /*show_progress=*/true, header);
+  Model& model = *run.model;
+  const Vocab& vocab = run.vocab;
+  const std::vector<float>& losses = run.losses;
+  const Accuracy &trained = run.trained, &held = run.held;
+  const double secs = run.secs;
+  const int64_t n_params = run.n_params;
 
   // The learned attention of the notes' kind of sentence.
-  const Example shown{0, 0, 4, 0};  // the cat sat on the mat because it was warm
+  const Example shown = kShown;
   const auto words = sentence(shown);
   Tensor<int64_t> ids1, ans1;
   encode(vocab, {shown}, ids1, ans1);
@@ -478,4 +506,25 @@ Run setup_train(CLI::App& sub) {
 const Register kTrain{{"train", "Train a small causal multi-head attention model: which noun does \"it\" refer to?", setup_train}};
 
 }  // namespace
+
+LearnedAttention learned_attention(int64_t steps, uint64_t seed) {
+  TrainOptions o;
+  o.steps = steps;
+  o.seed = seed;
+  TrainRun run = train_model(o, /*show_progress=*/false, nullptr);
+  Tensor<int64_t> ids1, ans1;
+  encode(run.vocab, {kShown}, ids1, ans1);
+  const Tensor<float> logits1 = run.model->forward(ids1);
+  LearnedAttention out;
+  out.tokens = sentence(kShown);
+  out.heads = run.model->attention(ids1);
+  out.predicted = run.vocab.words[static_cast<size_t>(argmax_row(logits1, 0))];
+  out.steps = steps;
+  out.seed = seed;
+  out.d_model = o.d_model;
+  out.heldout_accuracy = run.held.value();
+  out.final_loss = run.losses.back();
+  return out;
+}
+
 }  // namespace attn::cli
