@@ -242,7 +242,8 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
                                    int64_t split_keys = 0);
 
 /// The readable twin of attention_decode (the specification it is tested
-/// against): scaled_dot_product_attention on each sequence's filled views.
+/// against): scaled_dot_product_attention on each sequence's filled views,
+/// always on the reference path (options.backend is ignored).
 SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                              const SdpaOptions<float>& options = {});
 

@@ -1,7 +1,7 @@
 // cpu/decode-inl.h — the split-KV ("flash-decoding") attention kernel for a
 // few query rows against a long KV cache, compiled once per SIMD target by
 // decode.cpp through Highway's foreach_target.h. Reference twin:
-// attention_decode_reference (src/inference/kv_cache.cpp), which runs
+// attention_decode_reference (src/inference/attention_decode.cpp), which runs
 // scaled_dot_product_attention on each sequence's cache views.
 //
 // Why a kernel of its own: a decode step (Lq = 1) does 2 flops per float of
