@@ -12,6 +12,8 @@
 #include "attn/kv_cache.hpp"
 #include "cpu/decode.hpp"
 #include "inference/rope_row.hpp"
+#include "reference/sdpa.hpp"
+#include "sdpa_problem.hpp"
 
 namespace attn {
 namespace {
@@ -20,10 +22,14 @@ std::string prefix(const char* fn) { return std::string(fn) + ": "; }
 
 std::string describe(const Tensor<float>& t) { return t.defined() ? shape_str(t.shape()) : "(undefined)"; }
 
-// The checks attention_decode makes beyond those scaled_dot_product_attention
-// would make on each sequence (which attention_decode_reference relies on).
-void check_decode_arguments(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
-                            const SdpaOptions<float>& o) {
+// Checks a decode step's arguments, once, and describes it: the cache's
+// sizes (Hkv, Dk, Dv) stand for the key and value tensors. Lk and the
+// causal diagonal are per sequence (Lk_b = length(layer, b)), so the
+// problem's own Lk and diag are 0. The options are checked as
+// scaled_dot_product_attention checks them, after the refusals of the
+// decode step (masks, dropout, returned weights).
+SdpaProblem<float> describe_decode(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
+                                   const SdpaOptions<float>& o) {
   const KVCacheConfig& c = cache.config();
   (void)cache.lengths(layer);  // validates the layer
   if (!query.defined() || query.dim() != 4 || query.size(0) != c.batch || query.size(3) != c.head_dim)
@@ -42,29 +48,17 @@ void check_decode_arguments(const char* fn, const Tensor<float>& query, const KV
   if (o.dropout_p != 0.0)
     throw ValueError(prefix(fn) + "dropout_p is " + std::to_string(o.dropout_p) + ", expected 0 (inference)");
   if (o.return_weights) throw ValueError(prefix(fn) + "return_weights is not taken by the decode step");
-  if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0.0))
-    throw ValueError(prefix(fn) + "scale is " + std::to_string(*o.scale) + ", expected a finite value > 0");
-  if (!(std::isfinite(o.softcap) && o.softcap >= 0.0))
-    throw ValueError(prefix(fn) + "softcap is " + std::to_string(o.softcap) +
-                     ", expected 0 (off) or a finite value > 0");
-  if (o.window_left < -1 || o.window_right < -1)
-    throw ValueError(prefix(fn) + "window_left is " + std::to_string(o.window_left) + " and window_right " +
-                     std::to_string(o.window_right) + ", expected each >= 0 or -1 (unbounded)");
-  if (o.alibi_slopes.defined()) {
-    const Shape& s = o.alibi_slopes.shape();
-    if (s != Shape{Hq} && s != Shape{c.batch, Hq})
-      throw ShapeError(prefix(fn) + "alibi_slopes has shape " + shape_str(s) + ", expected [" + std::to_string(Hq) +
-                       "] or [" + std::to_string(c.batch) + ", " + std::to_string(Hq) + "] (one slope per query head)");
-  }
-  if (o.sinks.defined() && o.sinks.shape() != Shape{Hq})
-    throw ShapeError(prefix(fn) + "sinks has shape " + shape_str(o.sinks.shape()) + ", expected [" +
-                     std::to_string(Hq) + "] (one logit per query head)");
+  SdpaProblem<float> pb;
+  pb.B = c.batch, pb.Hq = Hq, pb.Hkv = Hkv, pb.Lq = query.size(2), pb.Dk = c.head_dim, pb.Dv = cache.value_dim();
+  pb.group = Hq / Hkv;
+  describe_options(fn, o, pb);  // scale, softcap, window, ALiBi slopes, sinks
+  pb.diag = 0;
+  return pb;
 }
-
 
 SdpaResult<float> decode_step(const char* fn, const Tensor<float>& query, const KVCache& cache, int64_t layer,
                               const SdpaOptions<float>& options, const RopeOptions* rope, int64_t split_keys) {
-  check_decode_arguments(fn, query, cache, layer, options);
+  const SdpaProblem<float> pb = describe_decode(fn, query, cache, layer, options);
   // A sliding-window cache: the first query row must not see a dropped token.
   for (int64_t b = 0; b < cache.config().batch; ++b) {
     const int64_t kept = cache.first_kept(layer, b), Lk = cache.length(layer, b);
@@ -111,11 +105,9 @@ SdpaResult<float> decode_step(const char* fn, const Tensor<float>& query, const 
         for (int64_t h = 0; h < H; ++h) table.rotate(&query(b, h, i, 0), query.stride(3), c.data(), s.data(), &q(b, h, i, 0));
       }
   }
-  cpu::SplitKVResult r = cpu::split_kv_decode(q, cache.raw_layer(layer), cache.config().num_kv_heads,
-                                              cache.value_dim(), cache.lengths(layer), options, split_keys,
-                                              /*keep_partials=*/false,
-                                              cache.config().page_size, cache.paged() ? table.data() : nullptr,
-                                              std::max<int64_t>(max_pages, 1));
+  cpu::SplitKVResult r = cpu::split_kv_decode(pb, q, cache.raw_layer(layer), cache.lengths(layer), split_keys,
+                                              /*keep_partials=*/false, cache.config().page_size,
+                                              cache.paged() ? table.data() : nullptr, std::max<int64_t>(max_pages, 1));
   SdpaResult<float> out;
   out.output = r.output;
   out.lse = r.lse;
@@ -137,22 +129,27 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
 SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                              const SdpaOptions<float>& options) {
   const char* fn = "attention_decode_reference";
-  check_decode_arguments(fn, query, cache, layer, options);
-  const int64_t B = query.size(0), Hq = query.size(1), Lq = query.size(2), Dv = cache.value_dim();
+  const SdpaProblem<float> pb = describe_decode(fn, query, cache, layer, options);
   SdpaResult<float> r;
-  r.output = Tensor<float>({B, Hq, Lq, Dv});
-  r.lse = Tensor<float>({B, Hq, Lq});
-  for (int64_t b = 0; b < B; ++b) {
-    // Sequence b alone: its query rows against its own filled keys.
-    SdpaOptions<float> o = options;
-    o.backend = SdpaBackend::Reference;  // the specification, at every size (Auto would pick the fast kernel)
-    if (o.alibi_slopes.defined() && o.alibi_slopes.dim() == 2) o.alibi_slopes = o.alibi_slopes.slice(0, b, b + 1);
-    const SdpaResult<float> one =
-        scaled_dot_product_attention(query.slice(0, b, b + 1), cache.keys(layer, b), cache.values(layer, b), o);
-    for (int64_t h = 0; h < Hq; ++h)
-      for (int64_t i = 0; i < Lq; ++i) {
-        r.lse(b, h, i) = one.lse(0, h, i);
-        for (int64_t x = 0; x < Dv; ++x) r.output(b, h, i, x) = one.output(0, h, i, x);
+  r.output = Tensor<float>({pb.B, pb.Hq, pb.Lq, pb.Dv});
+  r.lse = Tensor<float>({pb.B, pb.Hq, pb.Lq});
+  SdpaOptions<float> o = options;
+  o.return_lse = true;  // the step returns lse, as attention_decode does
+  for (int64_t b = 0; b < pb.B; ++b) {
+    // Sequence b alone, its query rows against its own filled keys, on the
+    // reference path (the specification, whatever the size or options.backend).
+    SdpaProblem<float> one = pb;
+    one.options = &o;
+    one.B = 1;
+    one.Lk = cache.length(layer, b);
+    one.diag = o.causal_alignment == CausalAlignment::BottomRight ? one.Lk - one.Lq : 0;
+    if (pb.alibi.defined()) one.alibi = pb.alibi.slice(0, b, b + 1);
+    const SdpaResult<float> seq = reference::scaled_dot_product_attention(one, query.slice(0, b, b + 1),
+                                                                        cache.keys(layer, b), cache.values(layer, b));
+    for (int64_t h = 0; h < pb.Hq; ++h)
+      for (int64_t i = 0; i < pb.Lq; ++i) {
+        r.lse(b, h, i) = seq.lse(0, h, i);
+        for (int64_t x = 0; x < pb.Dv; ++x) r.output(b, h, i, x) = seq.output(0, h, i, x);
       }
   }
   return r;
