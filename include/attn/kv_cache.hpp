@@ -13,8 +13,8 @@
 //   // r.output [B, Hq, Lnew, Dv] equals scaled_dot_product_attention over the
 //   // whole sequence so far (bottom-right causal alignment), to float rounding.
 //
-// Storage, per layer, float32; each sequence b of the batch has its own
-// length (varlen: sequences of different lengths share one cache):
+// Storage, per layer, in the storage type below; each sequence b of the
+// batch has its own length (varlen: sequences of different lengths share one cache):
 //   contiguous (page_size = 0): keys [B, Hkv, capacity, Dk], values [B, Hkv, capacity, Dv];
 //   paged (page_size > 0, as vLLM's PagedAttention and FlashAttention's
 //   block_table): a pool of pages, keys [num_pages, Hkv, page_size, Dk] and
@@ -98,7 +98,8 @@ struct KVCacheConfig {
 /// nothing is written then — or a layer or batch index is out of range.
 class KVCache {
  public:
-  /// Allocates num_layers × 2 buffers of B·Hkv·capacity·D floats (zeros), all lengths 0.
+  /// Allocates, per layer, the key and value storage (B·Hkv·capacity·D elements, or
+  /// the page pool, in config.storage), zeroed; all lengths 0.
   explicit KVCache(const KVCacheConfig& config);
 
   const KVCacheConfig& config() const { return config_; }

@@ -14,9 +14,7 @@
 #if HWY_ONCE
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include <new>
+#include <string>
 
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"

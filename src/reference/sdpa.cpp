@@ -20,7 +20,6 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <string>
 #include <vector>
 
 #include "attn/sdpa.hpp"
