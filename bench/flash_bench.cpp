@@ -12,7 +12,7 @@
 // Threads: attn::set_num_threads for attention, openblas_set_num_threads for
 // sgemm — both from --threads (default 2). Run with OPENBLAS_CORETYPE unset so
 // OpenBLAS picks its kernel for this CPU:
-//   env -u OPENBLAS_CORETYPE build/bench/flash_bench --benchmark_min_time=0.5
+//   env -u OPENBLAS_CORETYPE build/release/bench/flash_bench --benchmark_min_time=0.5
 //   ... --benchmark_filter='N:2048/d:64/causal:1'   one shape (and its sgemm runs)
 //   ... --long                                       also N = 16384
 #include <benchmark/benchmark.h>

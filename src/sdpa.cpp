@@ -1,6 +1,7 @@
 // The public scaled dot-product attention (attn/sdpa.hpp): validate the
-// arguments once, then send the call to one of two implementations that
-// compute the same function —
+// arguments once (describe_sdpa, src/sdpa_problem.hpp), then send the
+// described call to one of two implementations that compute the same
+// function, neither of which checks again —
 //
 //   reference  src/reference/sdpa.cpp       plain loops, any T: the specification
 //   fast       src/cpu/flash_attention.cpp  fused, tiled, SIMD, threaded: float
@@ -14,6 +15,7 @@
 #include "attn/sdpa.hpp"
 #include "cpu/flash_attention.hpp"
 #include "reference/sdpa.hpp"
+#include "sdpa_problem.hpp"
 
 namespace attn {
 
@@ -30,14 +32,11 @@ namespace {
 
 // Why the fast path does not take a call, or "" when it does.
 template <class T>
-std::string fast_path_refuses(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                              const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
+std::string fast_path_refuses(const SdpaProblem<T>& pb) {
   if constexpr (!std::is_same_v<T, float>) {
     return "the fast path computes float32 only";
   } else {
-    if (!cpu::flash_supports(query, key, value, options)) return "a sequence is longer than 2^30 (int32 indices)";
-    if (backward && !cpu::flash_supports_backward(query, key, value, options, need_float_mask_grad))
-      return "the backward of this call is not supported by the fast path";
+    if (!cpu::flash_supports(pb)) return "a sequence is longer than 2^30 (int32 indices)";
     return "";
   }
 }
@@ -51,22 +50,21 @@ constexpr double kFastForwardMinWork = 1024;
 constexpr double kFastBackwardMinWork = 8192;
 
 template <class T>
-double multiply_adds(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value) {
-  return static_cast<double>(query.size(0)) * static_cast<double>(query.size(1)) *
-         static_cast<double>(query.size(2)) * static_cast<double>(key.size(2)) *
-         static_cast<double>(query.size(3) + value.size(3));
+double multiply_adds(const SdpaProblem<T>& pb) {
+  return static_cast<double>(pb.B) * static_cast<double>(pb.Hq) * static_cast<double>(pb.Lq) *
+         static_cast<double>(pb.Lk) * static_cast<double>(pb.Dk + pb.Dv);
 }
 
 template <class T>
-SdpaBackend choose(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                   const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
-  if (options.backend == SdpaBackend::Reference) return SdpaBackend::Reference;
-  const std::string why_not = fast_path_refuses(query, key, value, options, backward, need_float_mask_grad);
+SdpaBackend choose(const char* fn, const SdpaProblem<T>& pb, bool backward) {
+  const SdpaBackend asked = pb.options->backend;
+  if (asked == SdpaBackend::Reference) return SdpaBackend::Reference;
+  const std::string why_not = fast_path_refuses(pb);
   if (why_not.empty()) {
-    const bool small = multiply_adds(query, key, value) < (backward ? kFastBackwardMinWork : kFastForwardMinWork);
-    return options.backend == SdpaBackend::Auto && small ? SdpaBackend::Reference : SdpaBackend::Fast;
+    const bool small = multiply_adds(pb) < (backward ? kFastBackwardMinWork : kFastForwardMinWork);
+    return asked == SdpaBackend::Auto && small ? SdpaBackend::Reference : SdpaBackend::Fast;
   }
-  if (options.backend == SdpaBackend::Fast)
+  if (asked == SdpaBackend::Fast)
     throw ValueError(std::string(fn) + ": options.backend is SdpaBackend::Fast but " + why_not);
   return SdpaBackend::Reference;
 }
@@ -75,28 +73,27 @@ SdpaBackend choose(const char* fn, const Tensor<T>& query, const Tensor<T>& key,
 
 template <class T>
 SdpaBackend sdpa_selected_backend(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                                  const SdpaOptions<T>& options, bool backward, bool need_float_mask_grad) {
-  return choose("sdpa_selected_backend", query, key, value, options, backward, need_float_mask_grad);
+                                  const SdpaOptions<T>& options, bool backward, bool /*need_float_mask_grad*/) {
+  const char* fn = "sdpa_selected_backend";
+  return choose(fn, describe_sdpa(fn, query, key, value, options), backward);
 }
 
 template <class T>
 SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                                            const SdpaOptions<T>& options) {
   const char* fn = "scaled_dot_product_attention";
-  reference::check_sdpa_arguments(fn, query, key, value, options);
-  if constexpr (std::is_same_v<T, float>) {
-    if (choose(fn, query, key, value, options, false, false) == SdpaBackend::Fast) {
+  const SdpaProblem<T> pb = describe_sdpa(fn, query, key, value, options);
+  if (choose(fn, pb, false) == SdpaBackend::Fast) {
+    if constexpr (std::is_same_v<T, float>) {
       SdpaResult<float> r;
       Tensor<float> lse;
-      cpu::flash_attention_forward(query, key, value, options, r.output, lse,
+      cpu::flash_attention_forward(pb, query, key, value, r.output, lse,
                                    options.return_weights ? &r.weights : nullptr);
       if (options.return_lse) r.lse = std::move(lse);
       return r;
     }
-  } else {
-    (void)choose(fn, query, key, value, options, false, false);  // throws for backend Fast
   }
-  return reference::scaled_dot_product_attention(query, key, value, options);
+  return reference::scaled_dot_product_attention(pb, query, key, value);
 }
 
 template <class T>
@@ -105,14 +102,13 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
                                                        const Tensor<T>& output, const Tensor<T>& lse,
                                                        const SdpaOptions<T>& options, bool need_float_mask_grad) {
   const char* fn = "scaled_dot_product_attention_backward";
-  reference::check_sdpa_backward_arguments(fn, grad_output, query, key, value, output, lse, options,
-                                           need_float_mask_grad);
-  if (choose(fn, query, key, value, options, true, need_float_mask_grad) == SdpaBackend::Fast) {
+  const SdpaProblem<T> pb = describe_sdpa(fn, query, key, value, options);
+  check_sdpa_backward(fn, pb, grad_output, output, lse, need_float_mask_grad);
+  if (choose(fn, pb, true) == SdpaBackend::Fast) {
     if constexpr (std::is_same_v<T, float>)
-      return cpu::flash_attention_backward(grad_output, query, key, value, output, lse, options,
-                                           need_float_mask_grad);
+      return cpu::flash_attention_backward(pb, grad_output, query, key, value, output, lse, need_float_mask_grad);
   }
-  return reference::scaled_dot_product_attention_backward(grad_output, query, key, value, output, lse, options,
+  return reference::scaled_dot_product_attention_backward(pb, grad_output, query, key, value, output, lse,
                                                           need_float_mask_grad);
 }
 

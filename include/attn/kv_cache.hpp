@@ -13,8 +13,8 @@
 //   // r.output [B, Hq, Lnew, Dv] equals scaled_dot_product_attention over the
 //   // whole sequence so far (bottom-right causal alignment), to float rounding.
 //
-// Storage, per layer, float32; each sequence b of the batch has its own
-// length (varlen: sequences of different lengths share one cache):
+// Storage, per layer, in the storage type below; each sequence b of the
+// batch has its own length (varlen: sequences of different lengths share one cache):
 //   contiguous (page_size = 0): keys [B, Hkv, capacity, Dk], values [B, Hkv, capacity, Dv];
 //   paged (page_size > 0, as vLLM's PagedAttention and FlashAttention's
 //   block_table): a pool of pages, keys [num_pages, Hkv, page_size, Dk] and
@@ -98,7 +98,8 @@ struct KVCacheConfig {
 /// nothing is written then — or a layer or batch index is out of range.
 class KVCache {
  public:
-  /// Allocates num_layers × 2 buffers of B·Hkv·capacity·D floats (zeros), all lengths 0.
+  /// Allocates, per layer, the key and value storage (B·Hkv·capacity·D elements, or
+  /// the page pool, in config.storage), zeroed; all lengths 0.
   explicit KVCache(const KVCacheConfig& config);
 
   const KVCacheConfig& config() const { return config_; }
@@ -242,7 +243,8 @@ SdpaResult<float> attention_decode(const Tensor<float>& query, const KVCache& ca
                                    int64_t split_keys = 0);
 
 /// The readable twin of attention_decode (the specification it is tested
-/// against): scaled_dot_product_attention on each sequence's filled views.
+/// against): scaled_dot_product_attention on each sequence's filled views,
+/// always on the reference path (options.backend is ignored).
 SdpaResult<float> attention_decode_reference(const Tensor<float>& query, const KVCache& cache, int64_t layer,
                                              const SdpaOptions<float>& options = {});
 

@@ -1,9 +1,12 @@
-// attn/nn_multihead_attention.hpp — torch.nn.MultiheadAttention, same
-// options, same semantics, same state_dict, same initialisation.
+// attn/nn_multihead_attention.hpp — attn::TorchMultiheadAttention, the twin
+// of torch.nn.MultiheadAttention: same options, same semantics, same
+// state_dict, same initialisation.
 //
 // (Not to be confused with attn::MultiHeadAttention in multihead_attention.hpp,
 // Raschka's causal teaching layer; this one is PyTorch's general layer, used
-// for self- and cross-attention in nn.Transformer.)
+// for self- and cross-attention in nn.Transformer. It was called
+// attn::MultiheadAttention, one letter from the notes' layer; the old names
+// remain as deprecated aliases at the end of this file.)
 //
 // Shapes (E = embed_dim, H = num_heads, hd = E / H, L = target length,
 // S = source length, N = batch):
@@ -70,7 +73,7 @@
 namespace attn {
 
 /// The constructor options of torch.nn.MultiheadAttention after embed_dim and num_heads.
-struct MultiheadAttentionOptions {
+struct TorchMultiheadAttentionOptions {
   double dropout = 0.0;          ///< on the attention weights, training only; in [0, 1)
   bool bias = true;              ///< in_proj_bias and out_proj.bias
   bool add_bias_kv = false;      ///< learned extra key/value row bias_k, bias_v
@@ -80,10 +83,10 @@ struct MultiheadAttentionOptions {
   bool batch_first = false;      ///< [N, L, E] instead of torch's default [L, N, E]
 };
 
-/// The arguments of MultiheadAttention.forward after query, key, value.
+/// The arguments of TorchMultiheadAttention.forward after query, key, value.
 /// A mask is given either as bool or as float (not both).
 template <class T>
-struct MultiheadAttentionForwardOptions {
+struct TorchMultiheadAttentionForwardOptions {
   /// [N, S] ([S] unbatched). bool: True = key is PADDING, IGNORED (torch MHA polarity).
   Tensor<bool> key_padding_mask;
   /// [N, S] ([S] unbatched). Float: added to the scores of that key.
@@ -99,25 +102,25 @@ struct MultiheadAttentionForwardOptions {
 };
 
 template <class T>
-struct MultiheadAttentionOutput {
+struct TorchMultiheadAttentionOutput {
   Tensor<T> attn_output;   ///< layout of query, last dim E
   Tensor<T> attn_weights;  ///< undefined unless need_weights (after dropout, as torch)
 };
 
 template <class T>
-struct MultiheadAttentionGradients {
+struct TorchMultiheadAttentionGradients {
   Tensor<T> d_query;  ///< shape of query
   Tensor<T> d_key;    ///< shape of key
   Tensor<T> d_value;  ///< shape of value
 };
 
 template <class T>
-class MultiheadAttention : public Module<T> {
+class TorchMultiheadAttention : public Module<T> {
  public:
   /// Throws ValueError if embed_dim or num_heads is not positive, embed_dim is
   /// not divisible by num_heads, kdim/vdim is not positive, or dropout is not in [0, 1).
-  MultiheadAttention(int64_t embed_dim, int64_t num_heads, const MultiheadAttentionOptions& options = {},
-                     Generator& gen = default_generator());
+  TorchMultiheadAttention(int64_t embed_dim, int64_t num_heads, const TorchMultiheadAttentionOptions& options = {},
+                          Generator& gen = default_generator());
 
   int64_t embed_dim() const { return embed_dim_; }
   int64_t num_heads() const { return num_heads_; }
@@ -126,7 +129,7 @@ class MultiheadAttention : public Module<T> {
   int64_t vdim() const { return vdim_; }
   /// kdim == vdim == embed_dim: one packed in_proj_weight (torch's _qkv_same_embed_dim).
   bool qkv_same_embed_dim() const { return packed_; }
-  const MultiheadAttentionOptions& options() const { return options_; }
+  const TorchMultiheadAttentionOptions& options() const { return options_; }
 
   void train(bool mode = true) { training_ = mode; }
   void eval() { train(false); }
@@ -140,12 +143,12 @@ class MultiheadAttention : public Module<T> {
   /// Saves for backward: query/key/value (batch-first views), q/k/v per head
   /// [N, H, ·, hd], the SDPA output and lse, the SdpaOptions (mask, dropout
   /// seed), and out_proj saves the merged heads.
-  MultiheadAttentionOutput<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                                      const MultiheadAttentionForwardOptions<T>& options = {});
+  TorchMultiheadAttentionOutput<T> forward(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                           const TorchMultiheadAttentionForwardOptions<T>& options = {});
   /// grad_output: dL/d(attn_output), shape of attn_output. Returns the input
   /// gradients; accumulates into every parameter's grad (in_proj_*, bias_k,
   /// bias_v, out_proj.*). The attention weights output is not differentiated.
-  MultiheadAttentionGradients<T> backward(const Tensor<T>& grad_output);
+  TorchMultiheadAttentionGradients<T> backward(const Tensor<T>& grad_output);
 
   /// torch's order: in_proj_weight | q_proj_weight, k_proj_weight,
   /// v_proj_weight; in_proj_bias; bias_k; bias_v; out_proj.weight; out_proj.bias.
@@ -169,7 +172,7 @@ class MultiheadAttention : public Module<T> {
 
   int64_t embed_dim_, num_heads_, head_dim_, kdim_, vdim_;
   bool packed_;
-  MultiheadAttentionOptions options_;
+  TorchMultiheadAttentionOptions options_;
   bool training_ = true;
   uint64_t dropout_seed_ = 0;
 
@@ -181,5 +184,18 @@ class MultiheadAttention : public Module<T> {
   Tensor<T> context_, lse_;        // [N, H, L, hd], [N, H, L]
   SdpaOptions<T> sdpa_options_;
 };
+
+// The names before the rename (one letter from the notes' MultiHeadAttention): deprecated.
+#define ATTN_RENAMED_ "renamed attn::TorchMultiheadAttention* (the notes' layer is attn::MultiHeadAttention)"
+template <class T>
+using MultiheadAttention [[deprecated(ATTN_RENAMED_)]] = TorchMultiheadAttention<T>;
+using MultiheadAttentionOptions [[deprecated(ATTN_RENAMED_)]] = TorchMultiheadAttentionOptions;
+template <class T>
+using MultiheadAttentionForwardOptions [[deprecated(ATTN_RENAMED_)]] = TorchMultiheadAttentionForwardOptions<T>;
+template <class T>
+using MultiheadAttentionOutput [[deprecated(ATTN_RENAMED_)]] = TorchMultiheadAttentionOutput<T>;
+template <class T>
+using MultiheadAttentionGradients [[deprecated(ATTN_RENAMED_)]] = TorchMultiheadAttentionGradients<T>;
+#undef ATTN_RENAMED_
 
 }  // namespace attn

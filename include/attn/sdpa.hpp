@@ -174,8 +174,9 @@ SdpaGradientsBF16 scaled_dot_product_attention_backward(const Tensor<bfloat16>& 
 /// path takes every float32 call (returned weights from a second pass over
 /// the score tiles; a float-mask gradient broadcast over batch, heads or
 /// rows summed after the kernel); float64 runs on the reference path.
-/// Throws ValueError if options.backend is Fast and the fast path does not
-/// take the call (the message says why).
+/// Throws what the call would throw for invalid arguments (the arguments are
+/// checked the same way), and ValueError if options.backend is Fast and the
+/// fast path does not take the call (the message says why).
 template <class T>
 SdpaBackend sdpa_selected_backend(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                                   const SdpaOptions<T>& options, bool backward = false,

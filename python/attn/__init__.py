@@ -11,8 +11,9 @@ backward, torch.ops.attn.sdpa_backward), so torch.compile(fullgraph=True) and
 torch.export trace through it. ``import attn.transformers`` registers attn as
 the transformers attention backend "attn".
 
-Also: attn.nn.Linear and attn.nn.MultiheadAttention (torch's names, state_dict
-and initialisation), the lecture notes' layers attn.nn.SelfAttention_v1/_v2,
+Also: attn.nn.Linear and attn.nn.TorchMultiheadAttention (torch.nn's twins,
+same state_dict and initialisation; attn.nn.MultiheadAttention, torch's
+spelling, is the same class), the lecture notes' layers attn.nn.SelfAttention_v1/_v2,
 CausalAttention, MultiHeadAttentionWrapper and MultiHeadAttention,
 attn.manual_seed / rand / randn (torch's CPU draws, bit for bit), safetensors
 load/save, the lecture notes' simplified self-attention, and

@@ -209,9 +209,10 @@ class _OutProj:
         return self._owner.named_parameters().get("out_proj.bias")
 
 
-class MultiheadAttention(_Module):
-    """torch.nn.MultiheadAttention: same arguments, semantics, state_dict names
-    and initialisation.
+class TorchMultiheadAttention(_Module):
+    """torch.nn.MultiheadAttention's twin: same arguments, semantics, state_dict
+    names and initialisation. (Not the notes' :class:`MultiHeadAttention`;
+    ``attn.nn.MultiheadAttention``, torch's spelling, is this class too.)
 
     Shapes (E = embed_dim): query [L, N, E], key [S, N, kdim], value [S, N, vdim]
     (batch_first: [N, L, E], ...; unbatched: [L, E], ...). Returns
@@ -231,7 +232,7 @@ class MultiheadAttention(_Module):
                  add_zero_attn=False, kdim=None, vdim=None, batch_first=False, dtype=np.float32):
         float64 = is_float64(dtype)
         self.dtype = np.float64 if float64 else np.float32
-        cls = _core.MultiheadAttention64 if float64 else _core.MultiheadAttention32
+        cls = _core.TorchMultiheadAttention64 if float64 else _core.TorchMultiheadAttention32
         self._impl = cls(int(embed_dim), int(num_heads), float(dropout), bool(bias), bool(add_bias_kv),
                          bool(add_zero_attn), None if kdim is None else int(kdim),
                          None if vdim is None else int(vdim), bool(batch_first))
@@ -263,7 +264,7 @@ class MultiheadAttention(_Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
-        fn = "MultiheadAttention.forward"
+        fn = "TorchMultiheadAttention.forward"
         float64 = self.dtype == np.float64
         fw = framework_of(query)
         out, weights = self._impl.forward(
@@ -279,11 +280,11 @@ class MultiheadAttention(_Module):
         """(dL/dquery, dL/dkey, dL/dvalue) for dL/d(attn_output) = grad_output;
         accumulates into every parameter's gradient."""
         float64 = self.dtype == np.float64
-        g = as_input(grad_output, float64, "grad_output", "MultiheadAttention.backward")
+        g = as_input(grad_output, float64, "grad_output", "TorchMultiheadAttention.backward")
         return self._impl.backward(g, framework_of(grad_output))
 
     def __repr__(self):
-        return (f"MultiheadAttention(embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+        return (f"TorchMultiheadAttention(embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
                 f"batch_first={self.batch_first}, dtype={np.dtype(self.dtype).name})")
 
 
@@ -324,6 +325,11 @@ def _layer_function():
 
         _LAYER_FUNCTION = _LayerFunction
     return _LAYER_FUNCTION
+
+
+# torch's spelling, for code ported from torch.nn; one letter from the notes'
+# MultiHeadAttention, so attn's own docs and reprs say TorchMultiheadAttention.
+MultiheadAttention = TorchMultiheadAttention
 
 
 class _NotesLayer(_Module):
@@ -517,7 +523,7 @@ class MultiHeadAttention(_NotesLayer):
     [.., seq, d_out]. Parameters ``W_query.weight``, ``W_key.weight``,
     ``W_value.weight`` [d_out, d_in] (+ ``.bias``), ``out_proj.weight``
     [d_out, d_out], ``out_proj.bias``. Not torch.nn.MultiheadAttention (that
-    is ``attn.nn.MultiheadAttention``, lower-case h).
+    is ``attn.nn.TorchMultiheadAttention``).
     """
 
     _name = "MultiHeadAttention"

@@ -34,7 +34,7 @@ from torch import nn
 from . import scaled_dot_product_attention
 
 __all__ = ["Linear", "SelfAttention_v1", "SelfAttention_v2", "SelfAttention", "CausalAttention",
-           "MultiHeadAttentionWrapper", "MultiHeadAttention", "MultiheadAttention"]
+           "MultiHeadAttentionWrapper", "MultiHeadAttention", "TorchMultiheadAttention", "MultiheadAttention"]
 
 
 class Linear(nn.Linear):
@@ -149,7 +149,7 @@ class MultiHeadAttention(nn.Module):
     ``[.., seq, d_out]``. Parameters ``W_query``, ``W_key``, ``W_value``
     (``.weight [d_out, d_in]``, ``.bias`` with qkv_bias), ``out_proj``
     (``.weight [d_out, d_out]``, ``.bias``); buffer ``mask`` as the notes'.
-    Not torch.nn.MultiheadAttention (that is :class:`MultiheadAttention`).
+    Not torch.nn.MultiheadAttention (that is :class:`TorchMultiheadAttention`).
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
@@ -181,8 +181,10 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(context)
 
 
-class MultiheadAttention(nn.MultiheadAttention):
-    """``torch.nn.MultiheadAttention`` with attn's attention core.
+class TorchMultiheadAttention(nn.MultiheadAttention):
+    """``torch.nn.MultiheadAttention`` with attn's attention core. (Not the
+    notes' :class:`MultiHeadAttention`; ``MultiheadAttention``, torch's
+    spelling, is this class too.)
 
     A subclass of torch's module: the same constructor, Parameters
     (``in_proj_weight`` [3E, E] or ``q/k/v_proj_weight`` when kdim/vdim
@@ -279,7 +281,7 @@ class MultiheadAttention(nn.MultiheadAttention):
         if m.dtype == torch.bool:
             return torch.zeros(m.shape, dtype=dtype).masked_fill(m, -math.inf)
         if not m.is_floating_point():
-            raise TypeError(f"MultiheadAttention.forward: a mask has dtype {m.dtype}, expected bool or float")
+            raise TypeError(f"TorchMultiheadAttention.forward: a mask has dtype {m.dtype}, expected bool or float")
         return m.to(dtype)
 
     def _float_mask(self, attn_mask, dtype, L, N):
@@ -291,8 +293,13 @@ class MultiheadAttention(nn.MultiheadAttention):
         if m.dim() == 3:  # [N·H, L, S]
             if m.shape[0] != N * self.num_heads:
                 from ._core import ShapeError
-                raise ShapeError(f"MultiheadAttention.forward: attn_mask has shape {list(m.shape)}, expected "
+                raise ShapeError(f"TorchMultiheadAttention.forward: attn_mask has shape {list(m.shape)}, expected "
                                  f"[{L}, S] or [{N * self.num_heads}, {L}, S]")
             return m.view(N, self.num_heads, *m.shape[1:])
         from ._core import ShapeError
-        raise ShapeError(f"MultiheadAttention.forward: attn_mask has shape {list(m.shape)}, expected rank 2 or 3")
+        raise ShapeError(f"TorchMultiheadAttention.forward: attn_mask has shape {list(m.shape)}, expected rank 2 or 3")
+
+
+# torch's spelling (the class is a torch.nn.MultiheadAttention); one letter
+# from the notes' MultiHeadAttention, so attn's docs say TorchMultiheadAttention.
+MultiheadAttention = TorchMultiheadAttention

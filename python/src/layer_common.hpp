@@ -1,7 +1,7 @@
 // python/src/layer_common.hpp — what every bound layer (attn::Module) shares:
 // parameters as numpy views of the layer's storage, gradients, state_dict
 // copies and load_state_dict, by the layer's torch-style names. Used by
-// layers.cpp (Linear, MultiheadAttention) and notes_layers.cpp (the notes' layers).
+// layers.cpp (Linear, TorchMultiheadAttention) and notes_layers.cpp (the notes' layers).
 #pragma once
 
 #include <map>

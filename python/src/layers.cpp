@@ -1,6 +1,6 @@
-// python/src/layers.cpp — attn::Linear and attn::MultiheadAttention (torch's
+// python/src/layers.cpp — attn::Linear and attn::TorchMultiheadAttention (torch's
 // nn.Linear and nn.MultiheadAttention) for Python, in float32 and float64
-// (classes Linear32/Linear64, MultiheadAttention32/64; python/attn/nn.py
+// (classes Linear32/Linear64, TorchMultiheadAttention32/64; python/attn/nn.py
 // picks one by dtype and gives them torch's interface).
 //
 // Parameters are shown to Python as numpy views of the layer's own storage
@@ -72,13 +72,13 @@ void bind_linear(nb::module_& m, const char* name) {
 
 template <class T>
 void bind_multihead_attention(nb::module_& m, const char* name) {
-  using M = MultiheadAttention<T>;
+  using M = TorchMultiheadAttention<T>;
   nb::class_<M> c(m, name);
   c.def(
        "__init__",
        [](M* self, int64_t embed_dim, int64_t num_heads, double dropout, bool bias, bool add_bias_kv,
           bool add_zero_attn, std::optional<int64_t> kdim, std::optional<int64_t> vdim, bool batch_first) {
-         MultiheadAttentionOptions o;
+         TorchMultiheadAttentionOptions o;
          o.dropout = dropout;
          o.bias = bias;
          o.add_bias_kv = add_bias_kv;
@@ -104,11 +104,11 @@ void bind_multihead_attention(nb::module_& m, const char* name) {
           "forward",
           [](M& self, const Array& query, const Array& key, const Array& value, OptArray key_padding_mask,
              bool need_weights, OptArray attn_mask, bool average_attn_weights, bool is_causal, int framework) {
-            const char* fn = "MultiheadAttention.forward";
+            const char* fn = "TorchMultiheadAttention.forward";
             require_dtype<T>(query, "query", fn);
             require_dtype<T>(key, "key", fn);
             require_dtype<T>(value, "value", fn);
-            MultiheadAttentionForwardOptions<T> o;
+            TorchMultiheadAttentionForwardOptions<T> o;
             auto mask = [&](const OptArray& a, const char* what, Tensor<bool>& as_bool, Tensor<T>& as_float) {
               if (!a) return;
               if (has_dtype<bool>(*a))
@@ -126,7 +126,7 @@ void bind_multihead_attention(nb::module_& m, const char* name) {
             o.average_attn_weights = average_attn_weights;
             o.is_causal = is_causal;
             const Tensor<T> q = copy_of<T>(query), k = copy_of<T>(key), v = copy_of<T>(value);
-            MultiheadAttentionOutput<T> r;
+            TorchMultiheadAttentionOutput<T> r;
             {
               nb::gil_scoped_release no_gil;
               r = self.forward(q, k, v, o);
@@ -140,9 +140,9 @@ void bind_multihead_attention(nb::module_& m, const char* name) {
       .def(
           "backward",
           [](M& self, const Array& grad_output, int framework) {
-            require_dtype<T>(grad_output, "grad_output", "MultiheadAttention.backward");
+            require_dtype<T>(grad_output, "grad_output", "TorchMultiheadAttention.backward");
             const Tensor<T> g = as_tensor<T>(grad_output);
-            MultiheadAttentionGradients<T> r;
+            TorchMultiheadAttentionGradients<T> r;
             {
               nb::gil_scoped_release no_gil;
               r = self.backward(g);
@@ -159,8 +159,8 @@ void bind_multihead_attention(nb::module_& m, const char* name) {
 void bind_layers(nb::module_& m) {
   bind_linear<float>(m, "Linear32");
   bind_linear<double>(m, "Linear64");
-  bind_multihead_attention<float>(m, "MultiheadAttention32");
-  bind_multihead_attention<double>(m, "MultiheadAttention64");
+  bind_multihead_attention<float>(m, "TorchMultiheadAttention32");
+  bind_multihead_attention<double>(m, "TorchMultiheadAttention64");
 }
 
 }  // namespace attn::python

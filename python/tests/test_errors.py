@@ -88,8 +88,8 @@ def test_no_gradient_for_alibi_slopes_is_said_not_silently_zero():
 
 def test_layer_and_io_errors(tmp_path):
     with pytest.raises(ValueError, match="divisible"):
-        attn.nn.MultiheadAttention(6, 4)
-    mha = attn.nn.MultiheadAttention(4, 2)
+        attn.nn.TorchMultiheadAttention(6, 4)
+    mha = attn.nn.TorchMultiheadAttention(4, 2)
     with pytest.raises(ValueError, match="unexpected key 'bogus'"):
         mha.load_state_dict({**mha.state_dict(), "bogus": np.zeros(1)})
     with pytest.raises(attn.ShapeError, match="in_proj_weight"):

@@ -46,7 +46,7 @@ def test_torch_state_dict_saves_and_loads_into_attn_layer(tmp_path):
     ref = torch.nn.MultiheadAttention(4, 2)
     path = tmp_path / "mha.safetensors"
     attn.save_safetensors(path, ref.state_dict())
-    mha = attn.nn.MultiheadAttention(4, 2)
+    mha = attn.nn.TorchMultiheadAttention(4, 2)
     mha.load_state_dict(attn.load_safetensors(path))
     for name, p in ref.state_dict().items():
         np.testing.assert_array_equal(mha.state_dict()[name], p.numpy())

@@ -1,4 +1,4 @@
-"""attn.nn.Linear and attn.nn.MultiheadAttention against torch.nn's: the same
+"""attn.nn.Linear and attn.nn.TorchMultiheadAttention against torch.nn's: the same
 initial weights after the same manual_seed, the same outputs and gradients
 after loading a torch module's state_dict."""
 
@@ -73,7 +73,7 @@ def test_multihead_attention_matches_torch_after_loading_its_state_dict(cfg, cal
     with torch.no_grad():  # non-zero biases, so that they are tested too
         for p in ref.parameters():
             p.add_(0.1 * torch.randn(p.shape, generator=g))
-    mha = attn.nn.MultiheadAttention(E, H, **cfg)
+    mha = attn.nn.TorchMultiheadAttention(E, H, **cfg)
     mha.load_state_dict(ref.state_dict())
     assert list(mha.state_dict()) == list(ref.state_dict())
 
@@ -124,7 +124,7 @@ def test_multihead_attention_init_matches_torch_and_numpy_path():
     torch.manual_seed(5)
     ref = torch.nn.MultiheadAttention(6, 3, add_bias_kv=True, batch_first=True)
     attn.manual_seed(5)
-    mha = attn.nn.MultiheadAttention(6, 3, add_bias_kv=True, batch_first=True)
+    mha = attn.nn.TorchMultiheadAttention(6, 3, add_bias_kv=True, batch_first=True)
     for name, p in ref.state_dict().items():
         np.testing.assert_array_equal(mha.state_dict()[name], p.numpy(), err_msg=name)
     assert mha.in_proj_weight.shape == (18, 6) and mha.out_proj.weight.shape == (6, 6)
@@ -144,3 +144,11 @@ def test_random_numbers_are_torchs():
     np.testing.assert_array_equal(attn.randn(17, dtype=np.float64),
                                   torch.randn(17, dtype=torch.float64).numpy())
     assert attn.initial_seed() == 123
+
+
+def test_torch_multihead_attention_keeps_torchs_spelling():
+    # Renamed so it is not confused with the notes' MultiHeadAttention; torch's
+    # spelling stays for code ported from torch.nn.
+    assert attn.nn.MultiheadAttention is attn.nn.TorchMultiheadAttention
+    assert attn.nn.MultiheadAttention is not attn.nn.MultiHeadAttention
+    assert repr(attn.nn.TorchMultiheadAttention(4, 2)).startswith("TorchMultiheadAttention(")

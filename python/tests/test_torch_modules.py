@@ -187,7 +187,7 @@ def mha_pair(kwargs, seed=0):
         nn.init.normal_(ref.in_proj_bias)
         nn.init.normal_(ref.out_proj.bias)
     torch.manual_seed(seed + 1)
-    mine = T.MultiheadAttention(**kwargs)
+    mine = T.TorchMultiheadAttention(**kwargs)
     mine.load_state_dict(ref.state_dict())
     return mine, ref
 

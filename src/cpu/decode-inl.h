@@ -1,7 +1,7 @@
 // cpu/decode-inl.h — the split-KV ("flash-decoding") attention kernel for a
 // few query rows against a long KV cache, compiled once per SIMD target by
 // decode.cpp through Highway's foreach_target.h. Reference twin:
-// attention_decode_reference (src/inference/kv_cache.cpp), which runs
+// attention_decode_reference (src/inference/attention_decode.cpp), which runs
 // scaled_dot_product_attention on each sequence's cache views.
 //
 // Why a kernel of its own: a decode step (Lq = 1) does 2 flops per float of
@@ -64,6 +64,7 @@
 #define ATTN_CPU_DECODE_INL_H_
 #endif
 
+#include "cpu/ops-inl.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #if HWY_ARCH_X86
@@ -85,9 +86,6 @@ using VF = hn::Vec<DF>;
 // the same, 80-92% of a plain read at 32/8 heads, within this VM's noise.)
 constexpr int64_t kBlock = 64;
 constexpr int64_t kPrefetchKeys = 16;  // how far ahead K and V rows are prefetched
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Asks for the cache lines of `bytes` bytes at p before they are needed: the
 // score pass prefetches the key rows kPrefetchKeys ahead, the P·V pass the
@@ -101,19 +99,13 @@ inline void PrefetchBytes(const void* p, int64_t bytes) {
   for (int64_t x = 0; x < bytes; x += 64) __builtin_prefetch(static_cast<const char*>(p) + x, 0, 3);
 }
 
-// The keys [lo, hi) that query row i may see (causality and the window);
-// diag places row i's diagonal at key i + diag. Both ends grow with i.
-struct KeyRange {
-  int64_t lo, hi;
-};
+// The keys [lo, hi) that query row i may see (causality and the window, the
+// rule of visible_keys.hpp); diag places row i's diagonal at key i + diag.
+// Both ends grow with i. Here lo is kept <= Lk, so an empty range is [Lk, Lk).
 inline KeyRange RowKeys(const DecodeParams& p, int64_t Lk, int64_t diag, int64_t i) {
-  const int64_t c = i + diag;
-  int64_t lo = 0, hi = Lk;
-  if (p.window_left >= 0) lo = std::max(lo, c - p.window_left);
-  if (p.causal) hi = std::min(hi, c + 1);
-  if (p.window_right >= 0) hi = std::min(hi, c + p.window_right + 1);
-  lo = std::min(lo, Lk);
-  return {lo, std::max(lo, hi)};
+  const KeyRange r = visible_keys(p.causal, p.window_left, p.window_right, diag, Lk, i);
+  const int64_t lo = std::min(r.lo, Lk);
+  return {lo, std::max(lo, std::min(r.hi, Lk))};
 }
 
 // A vector of K or V elements as float32: float rows load as they are;
@@ -537,8 +529,8 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
 int64_t DecodeScratchFloats(const DecodeParams& p) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
   const int64_t R = p.group * p.Lq;
-  const int64_t stage = p.kv_type != 2 ? 0 : R * std::max(decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N));
-  return R * (decode::RoundUp(p.Dk, N) + decode::kBlock + decode::RoundUp(p.Dv, N)) + 3 * decode::RoundUp(R, 16) +
+  const int64_t stage = p.kv_type != 2 ? 0 : R * std::max(RoundUp(p.Dk, N), RoundUp(p.Dv, N));
+  return R * (RoundUp(p.Dk, N) + decode::kBlock + RoundUp(p.Dv, N)) + 3 * RoundUp(R, 16) +
          stage + 16;
 }
 
@@ -546,12 +538,10 @@ int64_t DecodeScratchFloats(const DecodeParams& p) {
 /// `scratch`: p.threads × DecodeScratchFloats(p) floats, 64-byte aligned.
 void SplitKVDecode(const DecodeParams& p, float* scratch) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(decode::DF()));
-  decode::Ctx c{&p, p.group * p.Lq, decode::RoundUp(p.Dk, N), decode::RoundUp(p.Dv, N),
-                decode::RoundUp(DecodeScratchFloats(p), 16), scratch};
+  decode::Ctx c{&p, p.group * p.Lq, RoundUp(p.Dk, N), RoundUp(p.Dv, N),
+                RoundUp(DecodeScratchFloats(p), 16), scratch};
   parallel_for(p.B * p.Hkv * p.nsplit, p.threads, &decode::DecodeItem, &c);
 }
-
-const char* DecodeTargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace attn::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

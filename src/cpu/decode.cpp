@@ -1,5 +1,7 @@
-// The split-KV decode kernel's plumbing: chunk choice, reused buffers, the
-// run-time choice of SIMD target and the merge of the chunks. The kernel
+// The split-KV decode kernel's plumbing: from a described decode step
+// (src/sdpa_problem.hpp) to the kernel's raw parameters, chunk choice, reused
+// buffers, the dispatch to the SIMD target chosen for the call
+// (cpu/simd_target.hpp) and the merge of the chunks. The kernel
 // itself is in decode-inl.h (one copy per target, as flash_attention.cpp).
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "cpu/decode.cpp"
@@ -12,64 +14,25 @@
 #if HWY_ONCE
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include <new>
+#include <string>
 
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
+#include "cpu/buffer.hpp"
 #include "cpu/decode.hpp"
 #include "cpu/decode_params.hpp"
-#include "cpu/flash_attention.hpp"
 #include "cpu/parallel.hpp"
+#include "cpu/simd_target.hpp"
 
 namespace attn::cpu {
 
 HWY_EXPORT(DecodeScratchFloats);
 HWY_EXPORT(SplitKVDecode);
-HWY_EXPORT(DecodeTargetName);
 
 namespace {
 
-// A growing 64-byte aligned buffer, one per calling thread and purpose, kept
-// for the life of the thread: fresh pages cost a page fault each on first
-// touch, which at these sizes would cost more than the merge itself.
-class Buffer {
- public:
-  float* floats(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
-    if (bytes > capacity_) {
-      std::free(data_);
-      capacity_ = (bytes + bytes / 8 + 4095) / 4096 * 4096;
-      data_ = std::aligned_alloc(64, capacity_);
-      if (!data_) {
-        capacity_ = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return static_cast<float*>(data_);
-  }
-  ~Buffer() { std::free(data_); }
-
- private:
-  void* data_ = nullptr;
-  size_t capacity_ = 0;
-};
-
-thread_local Buffer t_partials, t_scratch;
-
-// Same choice as the flash kernels (force_simd_target / ATTN_SIMD_TARGET
-// act on both): initialise Highway's chosen target if nobody has yet.
-size_t chosen_index() {
-  (void)current_simd_target();  // reads ATTN_SIMD_TARGET once
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
-  return chosen.GetIndex();
-}
-
-void copy_strides(const Shape& from, int64_t* to, size_t n) {
-  for (size_t i = 0; i < n; ++i) to[i] = from[i];
-}
+// Partial results and the kernel's scratch, one buffer each per calling thread.
+thread_local AlignedBuffer t_partials, t_scratch;
 
 struct MergeCtx {
   const DecodeParams* p;
@@ -100,40 +63,47 @@ int64_t auto_split_keys(int64_t batch, int64_t kv_heads, int64_t max_length) {
   return std::clamp<int64_t>((per_split + 63) / 64 * 64, 256, 1024);
 }
 
-std::string decode_simd_target() { return HWY_DISPATCH_TABLE(DecodeTargetName)[chosen_index()](); }
+std::string decode_simd_target() { return current_simd_target(); }
 
 SplitKVResult split_kv_decode(const Tensor<float>& query, const Tensor<float>& key_storage,
                               const Tensor<float>& value_storage, const std::vector<int64_t>& lengths,
                               const SdpaOptions<float>& o, int64_t split_keys, bool keep_partials,
                               int64_t page_size, const int64_t* page_table, int64_t page_table_stride) {
-  if (key_storage.stride(3) != 1 || value_storage.stride(3) != 1 ||
-      (page_size == 0 && key_storage.size(0) != query.size(0)) || key_storage.size(3) != query.size(3))
-    throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + ", key storage " +
+  const char* fn = "split_kv_decode";
+  if (query.dim() != 4 || key_storage.dim() != 4 || value_storage.dim() != 4 || key_storage.stride(3) != 1 ||
+      value_storage.stride(3) != 1 || (page_size == 0 && key_storage.size(0) != query.size(0)) ||
+      key_storage.size(3) != query.size(3))
+    throw ShapeError(std::string(fn) + ": query " + shape_str(query.shape()) + ", key storage " +
                      shape_str(key_storage.shape()) + " and value storage " + shape_str(value_storage.shape()) +
                      " do not fit [B, Hq, Lq, Dk], [B, Hkv, capacity, Dk] (unit stride along Dk), "
                      "[B, Hkv, capacity, Dv]");
+  SdpaProblem<float> pb;
+  pb.B = query.size(0), pb.Hq = query.size(1), pb.Lq = query.size(2), pb.Dk = query.size(3);
+  pb.Hkv = key_storage.size(1), pb.Dv = value_storage.size(3);
+  if (static_cast<int64_t>(lengths.size()) != pb.B || pb.Hkv == 0 || pb.Hq % pb.Hkv)
+    throw ShapeError(std::string(fn) + ": query " + shape_str(query.shape()) + " and " + std::to_string(pb.Hkv) +
+                     " KV heads with " + std::to_string(lengths.size()) +
+                     " lengths do not fit: Hq must be a multiple of Hkv, one length per sequence");
+  pb.group = pb.Hq / pb.Hkv;
+  describe_options(fn, o, pb);
   KVCache::RawLayer raw{};
   raw.storage = KVStorage::Float32;
   raw.k = key_storage.data(), raw.v = value_storage.data();
-  copy_strides(key_storage.strides(), raw.k_stride, 3);
-  copy_strides(value_storage.strides(), raw.v_stride, 3);
+  copy_strides(key_storage.strides(), raw.k_stride);
+  copy_strides(value_storage.strides(), raw.v_stride);
   raw.quant_group = 1;
-  return split_kv_decode(query, raw, key_storage.size(1), value_storage.size(3), lengths, o, split_keys,
-                         keep_partials, page_size, page_table, page_table_stride);
+  return split_kv_decode(pb, query, raw, lengths, split_keys, keep_partials, page_size, page_table,
+                         page_table_stride);
 }
 
-SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLayer& raw, int64_t Hkv, int64_t Dv,
-                              const std::vector<int64_t>& lengths, const SdpaOptions<float>& o, int64_t split_keys,
-                              bool keep_partials, int64_t page_size, const int64_t* page_table,
-                              int64_t page_table_stride) {
+SplitKVResult split_kv_decode(const SdpaProblem<float>& pb, const Tensor<float>& query, const KVCache::RawLayer& raw,
+                              const std::vector<int64_t>& lengths, int64_t split_keys, bool keep_partials,
+                              int64_t page_size, const int64_t* page_table, int64_t page_table_stride) {
+  const SdpaOptions<float>& o = *pb.options;
   DecodeParams p;
-  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
-  p.Hkv = Hkv, p.Dv = Dv;
-  if (static_cast<int64_t>(lengths.size()) != p.B || p.Hkv == 0 || p.Hq % p.Hkv)
-    throw ShapeError("split_kv_decode: query " + shape_str(query.shape()) + " and " + std::to_string(Hkv) +
-                     " KV heads with " + std::to_string(lengths.size()) +
-                     " lengths do not fit: Hq must be a multiple of Hkv, one length per sequence");
-  p.group = p.Hq / p.Hkv;
+  p.B = pb.B, p.Hq = pb.Hq, p.Lq = pb.Lq, p.Dk = pb.Dk;
+  p.Hkv = pb.Hkv, p.Dv = pb.Dv;
+  p.group = pb.group;
   SplitKVResult r;
   r.output = Tensor<float>({p.B, p.Hq, p.Lq, p.Dv});
   r.lse = Tensor<float>({p.B, p.Hq, p.Lq});
@@ -147,30 +117,27 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLaye
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return r;
 
   p.q = query.data();
-  copy_strides(query.strides(), p.q_stride, 4);
+  copy_strides(query.strides(), p.q_stride);
   p.kv_type = raw.storage == KVStorage::Float32 ? 0 : raw.storage == KVStorage::BFloat16 ? 1 : 2;
   p.k = raw.k, p.v = raw.v;
-  copy_strides(Shape(raw.k_stride, raw.k_stride + 3), p.k_stride, 3);
-  copy_strides(Shape(raw.v_stride, raw.v_stride + 3), p.v_stride, 3);
+  std::copy(raw.k_stride, raw.k_stride + 3, p.k_stride);
+  std::copy(raw.v_stride, raw.v_stride + 3, p.v_stride);
   p.k_scale = raw.k_scale, p.v_scale = raw.v_scale;
-  copy_strides(Shape(raw.k_scale_stride, raw.k_scale_stride + 3), p.k_scale_stride, 3);
-  copy_strides(Shape(raw.v_scale_stride, raw.v_scale_stride + 3), p.v_scale_stride, 3);
+  std::copy(raw.k_scale_stride, raw.k_scale_stride + 3, p.k_scale_stride);
+  std::copy(raw.v_scale_stride, raw.v_scale_stride + 3, p.v_scale_stride);
   p.quant_group = raw.quant_group;
   p.lengths = lengths.data();
   p.page_size = page_size, p.page_table = page_table, p.page_table_stride = page_table_stride;
   p.out = r.output.data(), p.lse = r.lse.data();
-  copy_strides(r.output.strides(), p.out_stride, 4);
-  copy_strides(r.lse.strides(), p.lse_stride, 3);
+  copy_strides(r.output.strides(), p.out_stride);
+  copy_strides(r.lse.strides(), p.lse_stride);
 
   // The score's ingredients, converted exactly as the reference converts them.
-  const double scale = o.scale ? *o.scale : (p.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(p.Dk)) : 1.0);
-  p.scale = static_cast<float>(scale);
+  p.scale = static_cast<float>(pb.scale);
   p.softcap = static_cast<float>(o.softcap);
-  Tensor<float> alibi;
-  if (o.alibi_slopes.defined()) {
-    alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
-    p.alibi = alibi.data();
-    p.alibi_stride[0] = alibi.stride(0), p.alibi_stride[1] = alibi.stride(1);
+  if (pb.alibi.defined()) {
+    p.alibi = pb.alibi.data();
+    copy_strides(pb.alibi.strides(), p.alibi_stride);
   }
   if (o.sinks.defined()) p.sinks = o.sinks.data(), p.sinks_stride = o.sinks.stride(0);
   p.causal = o.is_causal;
@@ -191,7 +158,7 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLaye
   p.part_lse = parts + part_floats;
   float* weights = p.part_lse + rows * p.nsplit;
 
-  const size_t target = chosen_index();
+  const size_t target = chosen_target_index();
   const int64_t per_thread = (HWY_DISPATCH_TABLE(DecodeScratchFloats)[target](p) + 15) / 16 * 16;
   float* scratch = t_scratch.floats(per_thread * p.threads);
   HWY_DISPATCH_TABLE(SplitKVDecode)[target](p, scratch);

@@ -50,6 +50,7 @@
 #define ATTN_CPU_FLASH_ATTENTION_INL_H_
 #endif
 
+#include "cpu/ops-inl.h"
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 
@@ -87,11 +88,6 @@ constexpr int64_t kSStride = kBlockK + 16;
 static_assert(kSStride >= kBlockKPadded, "score rows must hold whole panels");
 constexpr int64_t kRowsPadded = (kBlockQ + 15) / 16 * 16;
 
-constexpr float kLog2e = 1.44269504088896340736f;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-inline int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 // Floats of workspace, handed out in 64-byte aligned pieces.
 struct Carver {
   int64_t used = 0;
@@ -103,40 +99,6 @@ struct Carver {
 };
 
 inline int64_t TileWidth() { return 2 * static_cast<int64_t>(hn::Lanes(DF())); }
-
-// ---- exp ---------------------------------------------------------------------
-// 2^x for x <= ~0: 2^x = 2^n · 2^f with n = round(x), f = x − n in [−½, ½],
-// 2^f by a degree-5 polynomial (coefficients fitted for relative error; max
-// 1.9e-7 ≈ 1.6 ulp, measured over [−½, ½]) and 2^n written into the exponent
-// bits. Adding 1.5·2²³ + 127 rounds x to an integer and leaves n + 127 in the
-// low mantissa bits, so one add gives both n (subtract it again) and the
-// exponent field (shift it into place) — cheaper than round + convert.
-// x = −∞ (a hidden key) gives exactly 0: x is clamped to −127, whose 2^n has
-// all-zero bits. NaN stays NaN.
-template <class D, class V>
-HWY_INLINE V Exp2(D d, V x) {
-  const hn::RebindToSigned<D> di;
-  const V lowest = hn::Set(d, -127.0f);
-#if HWY_ARCH_X86 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
-  x = hn::Max(lowest, x);  // x86's max returns its second operand, x, when x is NaN
-#else
-  x = hn::IfThenElse(hn::Lt(x, lowest), lowest, x);  // portable Max would drop the NaN
-#endif
-  const V magic = hn::Set(d, 12583039.0f);  // 1.5·2²³ + 127
-  const V shifted = hn::Add(x, magic);
-  const V n = hn::Sub(shifted, magic);
-  const V f = hn::Sub(x, n);
-  V poly = hn::Set(d, 0.001326472614891827f);
-  poly = hn::MulAdd(poly, f, hn::Set(d, 0.009671512991189957f));
-  poly = hn::MulAdd(poly, f, hn::Set(d, 0.05550733581185341f));
-  poly = hn::MulAdd(poly, f, hn::Set(d, 0.24022242426872253f));
-  poly = hn::MulAdd(poly, f, hn::Set(d, 0.6931470036506653f));
-  poly = hn::MulAdd(poly, f, hn::Set(d, 1.0f));
-  // The float's bits are 0x4B400000 + n + 127; shifting by 23 drops the
-  // 0x4B4 part and puts n + 127 (in [0, 255]) in the exponent field.
-  const auto two_n = hn::BitCast(d, hn::ShiftLeft<23>(hn::BitCast(di, shifted)));
-  return hn::Mul(poly, two_n);
-}
 
 // ---- register tiles ------------------------------------------------------------
 
@@ -281,17 +243,9 @@ HWY_INLINE bool PackRows(const float* src, int64_t rs, int64_t cs, int64_t count
 // ---- scores --------------------------------------------------------------------
 
 // Keys query row i may see at all: [lo, hi), from causality, the window and
-// Lk (masks are per element, see ScoreVector). Both ends grow with i, so a
-// block of rows sees [lo(first row), hi(last row)).
-struct KeyRange {
-  int64_t lo, hi;
-};
+// Lk (the rule of visible_keys.hpp; masks are per element, see ScoreVector).
 HWY_INLINE KeyRange VisibleKeys(const FlashForwardParams& p, int64_t i) {
-  int64_t first = 0, end = p.Lk;
-  if (p.causal) end = std::min(end, i + p.diag + 1);
-  if (p.window_right >= 0) end = std::min(end, i + p.diag + p.window_right + 1);
-  if (p.window_left >= 0) first = std::max(first, i + p.diag - p.window_left);
-  return {first, std::max(end, first)};
+  return visible_keys(p.causal, p.window_left, p.window_right, p.diag, p.Lk, i);
 }
 
 // What turns the raw q·k of query (b, h, i) into scores (see ScoreVector).
@@ -1554,7 +1508,6 @@ void FlashBackward(const FlashBackwardParams& params) {
 }
 
 /// The name of this target, for tests and benchmarks.
-const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace attn::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();

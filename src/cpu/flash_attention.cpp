@@ -1,6 +1,8 @@
-// The fast CPU forward of scaled dot-product attention: argument plumbing,
-// the reused workspace and the run-time choice of SIMD target. The kernels
-// themselves are in flash_attention-inl.h (one copy per target).
+// The fast CPU forward and backward of scaled dot-product attention: from a
+// described call (src/sdpa_problem.hpp) to the kernels' raw parameters, the
+// reused workspace, the dispatch to the SIMD target chosen for the call
+// (cpu/simd_target.hpp). The kernels themselves are in flash_attention-inl.h
+// (one copy per target).
 //
 // Highway's foreach_target.h re-includes this file once per SIMD target with
 // HWY_TARGET set; the -inl.h kernels land in namespaces attn::cpu::N_AVX2,
@@ -16,16 +18,16 @@
 
 #if HWY_ONCE
 
-#include <cmath>
-#include <cstdlib>
-#include <limits>
-#include <mutex>
-#include <new>
+#include <algorithm>
+#include <string>
 
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
+#include "cpu/buffer.hpp"
 #include "cpu/flash_attention.hpp"
 #include "cpu/flash_attention_params.hpp"
+#include "cpu/simd_target.hpp"
+#include "sdpa_problem.hpp"
 
 namespace attn::cpu {
 
@@ -33,90 +35,13 @@ HWY_EXPORT(FlashForwardWorkspaceFloats);
 HWY_EXPORT(FlashForward);
 HWY_EXPORT(FlashBackwardWorkspaceFloats);
 HWY_EXPORT(FlashBackward);
-HWY_EXPORT(TargetName);
 
 namespace {
-
-// ---- workspace -------------------------------------------------------------------
-// One growing buffer per calling thread, kept for the life of the thread: on
-// this machine the first touch of a fresh page costs microseconds, so a
-// buffer that is freed and reallocated on every call would cost more than
-// the packing it holds. Sized by the largest call so far.
-class Workspace {
- public:
-  float* floats(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
-    if (bytes > capacity_) {
-      std::free(data_);
-      // A little headroom so a slightly larger call does not reallocate.
-      capacity_ = (bytes + bytes / 8 + 4095) / 4096 * 4096;
-      data_ = std::aligned_alloc(64, capacity_);
-      if (!data_) {
-        capacity_ = 0;
-        throw std::bad_alloc();
-      }
-    }
-    return static_cast<float*>(data_);
-  }
-  ~Workspace() { std::free(data_); }
-
- private:
-  void* data_ = nullptr;
-  size_t capacity_ = 0;
-};
-
-thread_local Workspace t_workspace;
-
-void copy_strides(const Shape& from, int64_t* to) {
-  for (size_t i = 0; i < from.size(); ++i) to[i] = from[i];
-}
-
-// ---- SIMD target choice ------------------------------------------------------------
-
-int64_t target_bit(const std::string& name) {
-  for (int64_t t : hwy::SupportedAndGeneratedTargets())
-    if (name == hwy::TargetName(t)) return t;
-  return 0;
-}
-
-// ATTN_SIMD_TARGET, read once, before the first choice of target.
-void apply_environment_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (const char* env = std::getenv("ATTN_SIMD_TARGET"); env && *env) force_simd_target(env);
-  });
-}
-
-// The dispatch-table index of the target this call uses: fixed once at the
-// top of the call, so every kernel of the call runs the same target.
-size_t chosen_index() {
-  apply_environment_once();
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
-  return chosen.GetIndex();
-}
-
+// The workspace: one per calling thread (see AlignedBuffer).
+thread_local AlignedBuffer t_workspace;
+// Key and row indices, and ALiBi distances, are int32 inside the kernels.
+constexpr int64_t kMaxLength = int64_t{1} << 30;
 }  // namespace
-
-std::vector<std::string> available_simd_targets() {
-  std::vector<std::string> names;
-  for (int64_t t : hwy::SupportedAndGeneratedTargets()) names.emplace_back(hwy::TargetName(t));
-  return names;
-}
-
-bool force_simd_target(const std::string& name) {
-  if (name.empty()) {
-    hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports
-    return true;
-  }
-  hwy::SetSupportedTargetsForTest(0);
-  const int64_t bit = target_bit(name);
-  if (bit == 0) return false;
-  hwy::SetSupportedTargetsForTest(bit);  // also re-chooses the target
-  return true;
-}
-
-std::string current_simd_target() { return HWY_DISPATCH_TABLE(TargetName)[chosen_index()](); }
 
 // ---- the internal API ---------------------------------------------------------------
 
@@ -124,76 +49,62 @@ bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const 
                     const SdpaOptions<float>& /*options: every option is supported*/) {
   if (!query.defined() || !key.defined() || !value.defined()) return false;
   if (query.dim() != 4 || key.dim() != 4 || value.dim() != 4) return false;
-  // Key and row indices, and ALiBi distances, are int32 inside the kernels.
-  constexpr int64_t kMaxLength = int64_t{1} << 30;
   return query.size(2) < kMaxLength && key.size(2) < kMaxLength;
+}
+
+bool flash_supports(const SdpaProblem<float>& problem) {
+  return problem.Lq < kMaxLength && problem.Lk < kMaxLength;
 }
 
 namespace {
 
-// The parameters shared by forward and backward, and the broadcast views
-// they point into (kept alive for the duration of the call).
-struct Prepared {
-  FlashForwardParams p;
-  Tensor<float> alibi, float_mask;
-  Tensor<bool> bool_mask;
-};
-
-Prepared prepare(const char* fn, const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
-                 const SdpaOptions<float>& o) {
-  if (!flash_supports(query, key, value, o))
+// The parameters shared by forward and backward, from a described call (its
+// views of masks and slopes stay alive in `problem` for the call).
+FlashForwardParams prepare(const char* fn, const SdpaProblem<float>& pb, const Tensor<float>& query,
+                           const Tensor<float>& key, const Tensor<float>& value) {
+  if (!flash_supports(pb))
     throw ValueError(std::string(fn) + ": arguments not supported by the fast path (see flash_supports)");
-  Prepared prep;
-  FlashForwardParams& p = prep.p;
-  p.B = query.size(0), p.Hq = query.size(1), p.Lq = query.size(2), p.Dk = query.size(3);
-  p.Hkv = key.size(1), p.Lk = key.size(2), p.Dv = value.size(3);
-  if (key.size(0) != p.B || key.size(3) != p.Dk || value.size(0) != p.B || value.size(1) != p.Hkv ||
-      value.size(2) != p.Lk || (p.Hkv == 0 ? p.Hq != 0 : p.Hq % p.Hkv != 0))
-    throw ShapeError(std::string(fn) + ": query " + shape_str(query.shape()) + ", key " + shape_str(key.shape()) +
-                     " and value " + shape_str(value.shape()) +
-                     " do not fit [B, Hq, Lq, Dk], [B, Hkv, Lk, Dk], [B, Hkv, Lk, Dv] with Hq a multiple of Hkv");
-  p.group = p.Hkv > 0 ? p.Hq / p.Hkv : 1;
+  const SdpaOptions<float>& o = *pb.options;
+  FlashForwardParams p;
+  p.B = pb.B, p.Hq = pb.Hq, p.Lq = pb.Lq, p.Dk = pb.Dk;
+  p.Hkv = pb.Hkv, p.Lk = pb.Lk, p.Dv = pb.Dv;
+  p.group = pb.group;
   p.q = query.data(), p.k = key.data(), p.v = value.data();
   copy_strides(query.strides(), p.q_stride);
   copy_strides(key.strides(), p.k_stride);
   copy_strides(value.strides(), p.v_stride);
 
   // The score's ingredients, converted exactly as the reference converts them.
-  const double scale = o.scale ? *o.scale : (p.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(p.Dk)) : 1.0);
-  p.scale = static_cast<float>(scale);
+  p.scale = static_cast<float>(pb.scale);
   p.softcap = static_cast<float>(o.softcap);
-  const Shape scores_shape{p.B, p.Hq, p.Lq, p.Lk};
-  if (o.alibi_slopes.defined()) {
-    prep.alibi = o.alibi_slopes.expand({p.B, p.Hq}, "alibi_slopes");
-    p.alibi = prep.alibi.data();
-    copy_strides(prep.alibi.strides(), p.alibi_stride);
+  if (pb.alibi.defined()) {
+    p.alibi = pb.alibi.data();
+    copy_strides(pb.alibi.strides(), p.alibi_stride);
   }
-  if (o.float_mask.defined()) {
-    prep.float_mask = o.float_mask.expand(scores_shape, "float_mask");
-    p.float_mask = prep.float_mask.data();
-    copy_strides(prep.float_mask.strides(), p.float_mask_stride);
+  if (pb.float_mask.defined()) {
+    p.float_mask = pb.float_mask.data();
+    copy_strides(pb.float_mask.strides(), p.float_mask_stride);
   }
-  if (o.bool_mask.defined()) {
-    prep.bool_mask = o.bool_mask.expand(scores_shape, "bool_mask");
-    p.bool_mask = prep.bool_mask.data();
-    copy_strides(prep.bool_mask.strides(), p.bool_mask_stride);
+  if (pb.bool_mask.defined()) {
+    p.bool_mask = pb.bool_mask.data();
+    copy_strides(pb.bool_mask.strides(), p.bool_mask_stride);
   }
   if (o.sinks.defined()) {
     p.sinks = o.sinks.data();
     p.sinks_stride = o.sinks.stride(0);
   }
   p.causal = o.is_causal;
-  p.diag = o.causal_alignment == CausalAlignment::BottomRight ? p.Lk - p.Lq : 0;
+  p.diag = pb.diag;
   p.window_left = o.window_left;
   p.window_right = o.window_right;
   p.dropout_p = o.dropout_p;
   p.dropout_seed = o.dropout_seed;
-  p.dropout_scale = static_cast<float>(1.0 / (1.0 - o.dropout_p));
+  p.dropout_scale = static_cast<float>(pb.dropout_scale);
   // Below ~1 MFLOP waking a second thread costs more than it saves.
   const double flops = 2.0 * static_cast<double>(p.B * p.Hq) * static_cast<double>(p.Lq) *
                        static_cast<double>(p.Lk) * static_cast<double>(p.Dk + p.Dv);
   p.threads = flops < 1e6 ? 1 : get_num_threads();
-  return prep;
+  return p;
 }
 
 void require_shape(const char* fn, const char* arg, const Tensor<float>& t, const Shape& want) {
@@ -208,9 +119,15 @@ void require_shape(const char* fn, const char* arg, const Tensor<float>& t, cons
 void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                              const SdpaOptions<float>& o, Tensor<float>& out, Tensor<float>& lse,
                              Tensor<float>* weights) {
+  const SdpaProblem<float> pb = describe_sdpa("flash_attention_forward", query, key, value, o);
+  flash_attention_forward(pb, query, key, value, out, lse, weights);
+}
+
+void flash_attention_forward(const SdpaProblem<float>& pb, const Tensor<float>& query, const Tensor<float>& key,
+                             const Tensor<float>& value, Tensor<float>& out, Tensor<float>& lse,
+                             Tensor<float>* weights) {
   const char* fn = "flash_attention_forward";
-  Prepared prep = prepare(fn, query, key, value, o);
-  FlashForwardParams& p = prep.p;
+  FlashForwardParams p = prepare(fn, pb, query, key, value);
   const Shape out_shape{p.B, p.Hq, p.Lq, p.Dv}, lse_shape{p.B, p.Hq, p.Lq};
   // Every element of out and lse is written below (FinishRow), so they need no zero-fill.
   if (!out.defined()) out = Tensor<float>::uninitialized(out_shape);
@@ -220,7 +137,7 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   p.out = out.data(), p.lse = lse.data();
   copy_strides(out.strides(), p.out_stride);
   copy_strides(lse.strides(), p.lse_stride);
-  if (o.return_weights) {
+  if (pb.options->return_weights) {
     if (!weights)
       throw ValueError(std::string(fn) + ": options.return_weights is set but no weights tensor was passed");
     const Shape weights_shape{p.B, p.Hq, p.Lq, p.Lk};
@@ -231,7 +148,7 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   }
 
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
-  const size_t target = chosen_index();
+  const size_t target = chosen_target_index();
   p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p));
   HWY_DISPATCH_TABLE(FlashForward)[target](p);
 }
@@ -262,17 +179,19 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
                                               const Tensor<float>& output, const Tensor<float>& lse,
                                               const SdpaOptions<float>& o, bool need_float_mask_grad) {
   const char* fn = "flash_attention_backward";
-  if (!flash_supports_backward(query, key, value, o, need_float_mask_grad))
-    throw ValueError(std::string(fn) + ": arguments not supported by the fast path (see flash_supports_backward)");
-  if (need_float_mask_grad && !o.float_mask.defined())
-    throw ValueError(std::string(fn) + ": need_float_mask_grad is true but options.float_mask is not given");
-  Prepared prep = prepare(fn, query, key, value, o);
+  const SdpaProblem<float> pb = describe_sdpa(fn, query, key, value, o);
+  check_sdpa_backward(fn, pb, grad_output, output, lse, need_float_mask_grad);
+  return flash_attention_backward(pb, grad_output, query, key, value, output, lse, need_float_mask_grad);
+}
+
+SdpaGradients<float> flash_attention_backward(const SdpaProblem<float>& pb, const Tensor<float>& grad_output,
+                                              const Tensor<float>& query, const Tensor<float>& key,
+                                              const Tensor<float>& value, const Tensor<float>& output,
+                                              const Tensor<float>& lse, bool need_float_mask_grad) {
+  const SdpaOptions<float>& o = *pb.options;
   FlashBackwardParams bp;
-  bp.f = prep.p;
+  bp.f = prepare("flash_attention_backward", pb, query, key, value);
   const FlashForwardParams& p = bp.f;
-  require_shape(fn, "grad_output", grad_output, {p.B, p.Hq, p.Lq, p.Dv});
-  require_shape(fn, "output", output, {p.B, p.Hq, p.Lq, p.Dv});
-  require_shape(fn, "lse", lse, {p.B, p.Hq, p.Lq});
 
   SdpaGradients<float> g;
   // Every element of dQ (FinishQueryBlock), dK and dV (KeyGroupItem, every
@@ -317,7 +236,7 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   copy_strides(g.d_value.strides(), bp.dv_stride);
 
   if (p.B == 0 || p.Hkv == 0) return g;
-  const size_t target = chosen_index();
+  const size_t target = chosen_target_index();
   bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp));
   HWY_DISPATCH_TABLE(FlashBackward)[target](bp);
   if (d_mask_full.defined()) {

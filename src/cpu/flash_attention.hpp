@@ -15,26 +15,31 @@
 //   masks, ALiBi slopes, sinks: as in attn/sdpa.hpp (broadcast views).
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include "attn/sdpa.hpp"
+#include "cpu/simd_target.hpp"  // the SIMD target control tests and benchmarks use with these kernels
+#include "sdpa_problem.hpp"
 
 namespace attn::cpu {
 
-/// True when flash_attention_forward computes this call (float inputs of rank
-/// 4 whose sizes fit its int32 index arithmetic). Arguments must already be
-/// valid (the public function checks them).
+/// True when the flash kernels compute a described call: its sizes fit their
+/// int32 index arithmetic (every option is supported).
+bool flash_supports(const SdpaProblem<float>& problem);
+/// The same for raw arguments (tests): float inputs of rank 4 whose sizes fit.
 bool flash_supports(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                     const SdpaOptions<float>& options);
 
-/// Forward pass. `out` ([B, Hq, Lq, Dv], any strides) and `lse` ([B, Hq, Lq])
-/// are written if defined, else allocated. With options.return_weights,
-/// `*weights` ([B, Hq, Lq, Lk]) too, by a second pass over the score tiles
-/// (p = exp(s − lse) times the dropout factor), which holds no [Lq, Lk]
-/// buffer besides the output. Threads: attn::get_num_threads().
-/// Throws ShapeError if the shapes do not fit together (the public function
-/// has usually said so already, with more detail).
+/// Forward pass of a described call (the public function has checked the
+/// arguments; nothing is checked again). `out` ([B, Hq, Lq, Dv], any
+/// strides) and `lse` ([B, Hq, Lq]) are written if defined, else allocated.
+/// With options.return_weights, `*weights` ([B, Hq, Lq, Lk]) too, by a
+/// second pass over the score tiles (p = exp(s − lse) times the dropout
+/// factor), which holds no [Lq, Lk] buffer besides the output. Threads:
+/// attn::get_num_threads(). Throws ShapeError if a given out, lse or weights
+/// has the wrong shape.
+void flash_attention_forward(const SdpaProblem<float>& problem, const Tensor<float>& query,
+                             const Tensor<float>& key, const Tensor<float>& value, Tensor<float>& out,
+                             Tensor<float>& lse, Tensor<float>* weights = nullptr);
+/// The same from raw arguments (tests, benchmarks): checked first, as the public function checks them.
 void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                              const SdpaOptions<float>& options, Tensor<float>& out, Tensor<float>& lse,
                              Tensor<float>* weights = nullptr);
@@ -45,29 +50,20 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
 bool flash_supports_backward(const Tensor<float>& query, const Tensor<float>& key, const Tensor<float>& value,
                              const SdpaOptions<float>& options, bool need_float_mask_grad);
 
-/// Backward pass, the same contract as attn::scaled_dot_product_attention_backward:
-/// gradients of a scalar loss given grad_output = dL/d(output), from the
-/// forward's output and lse (the weights are recomputed, FlashAttention-2).
-/// Bit-identical for any thread count: every gradient element is summed by
-/// one thread in a fixed order.
+/// Backward pass of a described call (arguments checked by the caller,
+/// check_sdpa_backward included), the contract of
+/// attn::scaled_dot_product_attention_backward: gradients of a scalar loss
+/// given grad_output = dL/d(output), from the forward's output and lse (the
+/// weights are recomputed, FlashAttention-2). Bit-identical for any thread
+/// count: every gradient element is summed by one thread in a fixed order.
+SdpaGradients<float> flash_attention_backward(const SdpaProblem<float>& problem, const Tensor<float>& grad_output,
+                                              const Tensor<float>& query, const Tensor<float>& key,
+                                              const Tensor<float>& value, const Tensor<float>& output,
+                                              const Tensor<float>& lse, bool need_float_mask_grad);
+/// The same from raw arguments (tests, benchmarks): checked first.
 SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, const Tensor<float>& query,
                                               const Tensor<float>& key, const Tensor<float>& value,
                                               const Tensor<float>& output, const Tensor<float>& lse,
                                               const SdpaOptions<float>& options, bool need_float_mask_grad = false);
-
-// ---- SIMD target control (tests and benchmarks) ----------------------------
-// The kernels are compiled once per SIMD target (Highway: AVX3, AVX2, SSE4,
-// SSSE3 and the portable EMU128 on x86) and the best one the CPU supports is
-// chosen once at the top of each call. The environment variable
-// ATTN_SIMD_TARGET=<name> (read on the first call) or force_simd_target()
-// restricts the choice, e.g. to "EMU128", the portable fallback.
-
-/// The targets compiled in and supported by this CPU, best first.
-std::vector<std::string> available_simd_targets();
-/// Use only `name` (one of available_simd_targets()); "" restores the default.
-/// Returns false (and changes nothing) for an unknown or unsupported name.
-bool force_simd_target(const std::string& name);
-/// The target the next call will use.
-std::string current_simd_target();
 
 }  // namespace attn::cpu

@@ -23,7 +23,7 @@ namespace attn {
 
 namespace {
 
-const char* kWhere = "MultiheadAttention";
+const char* kWhere = "TorchMultiheadAttention";
 
 // Returns embed_dim after checking it against num_heads (in the initialiser list,
 // before out_proj is built and draws from the generator).
@@ -76,8 +76,8 @@ std::string layout(bool batch_first, const char* seq, const char* feat) {
 }  // namespace
 
 template <class T>
-MultiheadAttention<T>::MultiheadAttention(int64_t embed_dim, int64_t num_heads,
-                                          const MultiheadAttentionOptions& options, Generator& gen)
+TorchMultiheadAttention<T>::TorchMultiheadAttention(int64_t embed_dim, int64_t num_heads,
+                                                    const TorchMultiheadAttentionOptions& options, Generator& gen)
     : in_proj_weight(absent<T>()),
       q_proj_weight(absent<T>()),
       k_proj_weight(absent<T>()),
@@ -124,32 +124,32 @@ MultiheadAttention<T>::MultiheadAttention(int64_t embed_dim, int64_t num_heads,
 }
 
 template <class T>
-Tensor<T> MultiheadAttention<T>::proj_weight(int i) const {
+Tensor<T> TorchMultiheadAttention<T>::proj_weight(int i) const {
   const int64_t E = embed_dim_;
   if (packed_) return in_proj_weight.value.slice(0, i * E, (i + 1) * E);
   return i == 0 ? q_proj_weight.value : i == 1 ? k_proj_weight.value : v_proj_weight.value;
 }
 template <class T>
-Tensor<T> MultiheadAttention<T>::proj_weight_grad(int i) const {
+Tensor<T> TorchMultiheadAttention<T>::proj_weight_grad(int i) const {
   const int64_t E = embed_dim_;
   if (packed_) return in_proj_weight.grad.slice(0, i * E, (i + 1) * E);
   return i == 0 ? q_proj_weight.grad : i == 1 ? k_proj_weight.grad : v_proj_weight.grad;
 }
 template <class T>
-Tensor<T> MultiheadAttention<T>::proj_bias(int i) const {
+Tensor<T> TorchMultiheadAttention<T>::proj_bias(int i) const {
   if (!options_.bias) return Tensor<T>();
   return in_proj_bias.value.slice(0, i * embed_dim_, (i + 1) * embed_dim_);
 }
 template <class T>
-Tensor<T> MultiheadAttention<T>::proj_bias_grad(int i) const {
+Tensor<T> TorchMultiheadAttention<T>::proj_bias_grad(int i) const {
   if (!options_.bias) return Tensor<T>();
   return in_proj_bias.grad.slice(0, i * embed_dim_, (i + 1) * embed_dim_);
 }
 
 template <class T>
-MultiheadAttentionOutput<T> MultiheadAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
-                                                           const Tensor<T>& value,
-                                                           const MultiheadAttentionForwardOptions<T>& opt) {
+TorchMultiheadAttentionOutput<T> TorchMultiheadAttention<T>::forward(const Tensor<T>& query, const Tensor<T>& key,
+                                                                     const Tensor<T>& value,
+                                                                     const TorchMultiheadAttentionForwardOptions<T>& opt) {
   const std::string where = std::string(kWhere) + ".forward";
   const int64_t E = embed_dim_, H = num_heads_, hd = head_dim_;
   const bool bf = options_.batch_first;
@@ -270,7 +270,7 @@ MultiheadAttentionOutput<T> MultiheadAttention<T>::forward(const Tensor<T>& quer
   const Tensor<T> merged = context_.transpose(1, 2).reshape({N, L, E});
   const Tensor<T> y = out_proj.forward(merged);  // [N, L, E]
 
-  MultiheadAttentionOutput<T> out;
+  TorchMultiheadAttentionOutput<T> out;
   out.attn_output = !batched ? y.reshape({L, E}) : bf ? y : y.transpose(0, 1).contiguous();
   output_shape_ = out.attn_output.shape();
   if (opt.need_weights) {
@@ -289,7 +289,7 @@ MultiheadAttentionOutput<T> MultiheadAttention<T>::forward(const Tensor<T>& quer
 }
 
 template <class T>
-MultiheadAttentionGradients<T> MultiheadAttention<T>::backward(const Tensor<T>& grad_output) {
+TorchMultiheadAttentionGradients<T> TorchMultiheadAttention<T>::backward(const Tensor<T>& grad_output) {
   const std::string where = std::string(kWhere) + ".backward";
   detail::check_forward_ran(context_.defined(), where);
   detail::check_grad_shape(grad_output, output_shape_, where);
@@ -331,7 +331,7 @@ MultiheadAttentionGradients<T> MultiheadAttention<T>::backward(const Tensor<T>& 
 }
 
 template <class T>
-std::vector<NamedParameter<T>> MultiheadAttention<T>::named_parameters() {
+std::vector<NamedParameter<T>> TorchMultiheadAttention<T>::named_parameters() {
   std::vector<NamedParameter<T>> out;
   if (packed_) {
     out.push_back({"in_proj_weight", &in_proj_weight});
@@ -349,7 +349,7 @@ std::vector<NamedParameter<T>> MultiheadAttention<T>::named_parameters() {
   return out;
 }
 
-template class MultiheadAttention<float>;
-template class MultiheadAttention<double>;
+template class TorchMultiheadAttention<float>;
+template class TorchMultiheadAttention<double>;
 
 }  // namespace attn

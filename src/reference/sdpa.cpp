@@ -20,111 +20,30 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <string>
 #include <vector>
 
 #include "attn/sdpa.hpp"
 #include "reference/sdpa.hpp"
+#include "sdpa_problem.hpp"
 
 namespace attn {
 namespace {
 
-// ---- the problem, validated once ------------------------------------------------
-
-template <class T>
-struct Problem {
-  int64_t B = 0, Hq = 0, Hkv = 0, Lq = 0, Lk = 0, Dk = 0, Dv = 0;
-  int64_t group = 1;  // query heads per key/value head
-  int64_t diag = 0;   // query i's causal diagonal sits at key i + diag
-  T scale = 1;
-  T dropout_scale = 1;  // 1 / (1 − dropout_p)
-  const SdpaOptions<T>* options = nullptr;
-  Tensor<bool> bool_mask;  // [B, Hq, Lq, Lk] view, or undefined
-  Tensor<T> float_mask;    // [B, Hq, Lq, Lk] view, or undefined
-
-  int64_t kv_head(int64_t h) const { return h / group; }
-};
-
-std::string prefix(const char* fn) { return std::string(fn) + ": "; }
-
-template <class X>
-void require_rank4(const char* fn, const char* arg, const Tensor<X>& t, const char* expected) {
-  if (!t.defined() || t.dim() != 4)
-    throw ShapeError(prefix(fn) + arg + " has shape " + (t.defined() ? shape_str(t.shape()) : "(undefined)") +
-                     ", expected rank 4 " + expected);
-}
-
-template <class T>
-Problem<T> check_arguments(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                           const SdpaOptions<T>& o) {
-  require_rank4(fn, "query", query, "[B, Hq, Lq, Dk]");
-  require_rank4(fn, "key", key, "[B, Hkv, Lk, Dk]");
-  require_rank4(fn, "value", value, "[B, Hkv, Lk, Dv]");
-  Problem<T> pb;
-  pb.options = &o;
-  pb.B = query.size(0), pb.Hq = query.size(1), pb.Lq = query.size(2), pb.Dk = query.size(3);
-  pb.Hkv = key.size(1), pb.Lk = key.size(2), pb.Dv = value.size(3);
-  const std::string qs = " to match query " + shape_str(query.shape());
-  if (key.size(0) != pb.B || key.size(3) != pb.Dk)
-    throw ShapeError(prefix(fn) + "key has shape " + shape_str(key.shape()) + ", expected [" +
-                     std::to_string(pb.B) + ", Hkv, Lk, " + std::to_string(pb.Dk) + "]" + qs +
-                     " in batch (dim 0) and Dk (dim 3)");
-  if (value.size(0) != pb.B || value.size(1) != pb.Hkv || value.size(2) != pb.Lk)
-    throw ShapeError(prefix(fn) + "value has shape " + shape_str(value.shape()) + ", expected [" +
-                     std::to_string(pb.B) + ", " + std::to_string(pb.Hkv) + ", " + std::to_string(pb.Lk) +
-                     ", Dv] to match key " + shape_str(key.shape()) + " in batch, heads and Lk");
-  if ((pb.Hkv == 0 && pb.Hq != 0) || (pb.Hkv != 0 && pb.Hq % pb.Hkv != 0))
-    throw ShapeError(prefix(fn) + "query has " + std::to_string(pb.Hq) + " heads and key " +
-                     std::to_string(pb.Hkv) + "; the query heads must be a multiple of the key/value heads");
-  if (pb.Hq != pb.Hkv && !o.enable_gqa)
-    throw ValueError(prefix(fn) + "query has " + std::to_string(pb.Hq) + " heads but key has " +
-                     std::to_string(pb.Hkv) + "; set enable_gqa = true for grouped-query attention");
-  pb.group = pb.Hkv > 0 ? pb.Hq / pb.Hkv : 1;
-
-  // Options that are numbers.
-  if (!(o.dropout_p >= 0.0 && o.dropout_p < 1.0))
-    throw ValueError(prefix(fn) + "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)");
-  if (o.scale && !(std::isfinite(*o.scale) && *o.scale > 0.0))
-    throw ValueError(prefix(fn) + "scale is " + std::to_string(*o.scale) + ", expected a finite value > 0");
-  if (!(std::isfinite(o.softcap) && o.softcap >= 0.0))
-    throw ValueError(prefix(fn) + "softcap is " + std::to_string(o.softcap) +
-                     ", expected 0 (off) or a finite value > 0");
-  if (o.window_left < -1 || o.window_right < -1)
-    throw ValueError(prefix(fn) + "window_left is " + std::to_string(o.window_left) + " and window_right " +
-                     std::to_string(o.window_right) + ", expected each >= 0 or -1 (unbounded)");
-
-  // Masks: at most one, never with is_causal (PyTorch's rule), broadcastable.
-  if (o.bool_mask.defined() && o.float_mask.defined())
-    throw ValueError(prefix(fn) + "both bool_mask and float_mask are given; pass one attn_mask");
-  if (o.is_causal && (o.bool_mask.defined() || o.float_mask.defined()))
-    throw ValueError(prefix(fn) + "is_causal is true and an attn_mask (" +
-                     (o.bool_mask.defined() ? "bool_mask" : "float_mask") +
-                     ") is given; pass one or the other, as in PyTorch");
-  const Shape scores_shape{pb.B, pb.Hq, pb.Lq, pb.Lk};
-  if (o.bool_mask.defined()) pb.bool_mask = o.bool_mask.expand(scores_shape, (prefix(fn) + "bool_mask").c_str());
-  if (o.float_mask.defined())
-    pb.float_mask = o.float_mask.expand(scores_shape, (prefix(fn) + "float_mask").c_str());
-
-  // Per-head tensors.
-  if (o.alibi_slopes.defined()) {
-    const Shape& s = o.alibi_slopes.shape();
-    if (s != Shape{pb.Hq} && s != Shape{pb.B, pb.Hq})
-      throw ShapeError(prefix(fn) + "alibi_slopes has shape " + shape_str(s) + ", expected [" +
-                       std::to_string(pb.Hq) + "] or [" + std::to_string(pb.B) + ", " + std::to_string(pb.Hq) +
-                       "] (one slope per query head)");
-  }
-  if (o.sinks.defined() && o.sinks.shape() != Shape{pb.Hq})
-    throw ShapeError(prefix(fn) + "sinks has shape " + shape_str(o.sinks.shape()) + ", expected [" +
-                     std::to_string(pb.Hq) + "] (one logit per query head)");
-
-  pb.diag = o.causal_alignment == CausalAlignment::BottomRight ? pb.Lk - pb.Lq : 0;
-  const double scale = o.scale ? *o.scale : (pb.Dk > 0 ? 1.0 / std::sqrt(static_cast<double>(pb.Dk)) : 1.0);
-  pb.scale = static_cast<T>(scale);
-  pb.dropout_scale = static_cast<T>(1.0 / (1.0 - o.dropout_p));
-  return pb;
-}
-
-// ---- one row of scores ------------------------------------------------------------
+// ---- one row, step by step ----------------------------------------------------------
+//
+// Each step of a row has its forward and, right below, its backward: what the
+// forward computed from what, then the gradient of its inputs from the
+// gradient of its outputs (the chain rule, one link per function, as llm.c
+// writes its layers). The row's steps, query (b, h, i) against every key j:
+//
+//   scores_forward        visible_j, s_j = softcap(scale·q·k_j) + bias_ij
+//   softmax_forward       p_j = e^{s_j} / (Σ_k e^{s_k} + e^{sink}),  lse
+//   dropout_forward       w_j = p_j · z_j   (z_j = 0 or 1/(1 − dropout_p))
+//   weighted_sum_forward  out_i = Σ_j w_j v_j
+//
+// and backward runs them in reverse: weighted_sum_backward, dropout_backward,
+// softmax_backward, scores_backward (see the top of the file for what it
+// saves and what it recomputes).
 
 // Scratch for one query row (b, h, i); every vector has Lk entries.
 template <class T>
@@ -133,17 +52,25 @@ struct Row {
   std::vector<T> qk;          // scale·q·k after softcap (backward needs it for d tanh)
   std::vector<T> s;           // the final score
   std::vector<T> p;           // softmax weight (0 where not visible)
-  explicit Row(int64_t Lk) : visible(Lk), qk(Lk), s(Lk), p(Lk) {}
+  std::vector<T> z;           // dropout factor: 0 if dropped, else 1/(1 − dropout_p) (1 without dropout)
+  std::vector<T> w;           // p·z: the weights the values are summed with (0 where not visible)
+  explicit Row(int64_t Lk) : visible(Lk), qk(Lk), s(Lk), p(Lk), z(Lk), w(Lk) {}
 };
 
-// Is key j hidden from query (b, h, i) by causality, the window or a mask?
+// The gradients of a row's steps, dL/d of each Row vector the backward needs.
 template <class T>
-bool key_visible(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
-  const SdpaOptions<T>& o = *pb.options;
-  const int64_t offset = j - (i + pb.diag);  // > 0: key j is in query i's future
-  if (o.is_causal && offset > 0) return false;
-  if (o.window_left >= 0 && offset < -o.window_left) return false;
-  if (o.window_right >= 0 && offset > o.window_right) return false;
+struct RowGrad {
+  std::vector<T> dw;  // dL/dw_j = dout_i · v_j
+  std::vector<T> dp;  // dL/dp_j = z_j · dw_j
+  std::vector<T> ds;  // dL/ds_j = p_j (dp_j − D_i)
+  explicit RowGrad(int64_t Lk) : dw(Lk), dp(Lk), ds(Lk) {}
+};
+
+// Is key j hidden from query (b, h, i) by causality or the window (`by_position`,
+// the row's pb.visible_keys(i)) or by a mask?
+template <class T>
+bool key_visible(const SdpaProblem<T>& pb, KeyRange by_position, int64_t b, int64_t h, int64_t i, int64_t j) {
+  if (j < by_position.lo || j >= by_position.hi) return false;
   if (pb.bool_mask.defined() && !pb.bool_mask(b, h, i, j)) return false;
   // A −∞ float mask hides the key for good: skipping it (rather than adding
   // −∞ to a score) keeps NaN/Inf in that key or value out of the output.
@@ -153,12 +80,12 @@ bool key_visible(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t 
 
 // scale·q·k, then softcap·tanh(·/softcap): the part of the score that depends on q and k.
 template <class T>
-T scaled_dot(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
+T scaled_dot(const SdpaProblem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
              int64_t j) {
   const int64_t g = pb.kv_head(h);
   T dot = 0;
   for (int64_t d = 0; d < pb.Dk; ++d) dot += q(b, h, i, d) * k(b, g, j, d);
-  T s = pb.scale * dot;
+  T s = static_cast<T>(pb.scale) * dot;
   if (pb.options->softcap > 0) {
     const T cap = static_cast<T>(pb.options->softcap);
     s = cap * std::tanh(s / cap);
@@ -168,11 +95,10 @@ T scaled_dot(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64
 
 // The additive bias of score (b, h, i, j): ALiBi, then the float mask.
 template <class T>
-T score_bias(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
-  const SdpaOptions<T>& o = *pb.options;
+T score_bias(const SdpaProblem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
   T bias = 0;
-  if (o.alibi_slopes.defined()) {
-    const T slope = o.alibi_slopes.dim() == 1 ? o.alibi_slopes(h) : o.alibi_slopes(b, h);
+  if (pb.alibi.defined()) {
+    const T slope = pb.alibi(b, h);
     const int64_t distance = std::abs(i + pb.diag - j);
     bias -= slope * static_cast<T>(distance);
   }
@@ -180,15 +106,46 @@ T score_bias(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
   return bias;
 }
 
-// Steps 1 and 2: the scores of query (b, h, i) against every visible key.
+// Step 1, forward: the scores of query (b, h, i) against every visible key,
+//   s_j = qk_j + bias_j,  qk_j = c·tanh(r_j / c) (qk_j = r_j without softcap),  r_j = scale · q_i·k_j.
 template <class T>
-void score_row(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
-               Row<T>& row) {
+void scores_forward(const SdpaProblem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int64_t b, int64_t h, int64_t i,
+                    Row<T>& row) {
+  const KeyRange by_position = pb.visible_keys(i);
   for (int64_t j = 0; j < pb.Lk; ++j) {
-    row.visible[j] = key_visible(pb, b, h, i, j);
+    row.visible[j] = key_visible(pb, by_position, b, h, i, j);
     if (!row.visible[j]) continue;  // never touch a hidden key
     row.qk[j] = scaled_dot(pb, q, k, b, h, i, j);
     row.s[j] = row.qk[j] + score_bias(pb, b, h, i, j);
+  }
+}
+
+// Step 1, backward: from ds_j,
+//   d(float_mask)_ij += ds_j                         (the bias is added as is)
+//   dr_j = ds_j (1 − (qk_j / c)²)                    (d tanh; dr_j = ds_j without softcap)
+//   dq_i += scale · dr_j · k_j,  dk_j += scale · dr_j · q_i
+// d_key is indexed by the key/value head g, so the query heads of a GQA
+// group sum into it by construction. Hidden keys get no gradient.
+template <class T>
+void scores_backward(const SdpaProblem<T>& pb, const Tensor<T>& query, const Tensor<T>& key, int64_t b, int64_t h,
+                     int64_t i, const Row<T>& row, const RowGrad<T>& grad, SdpaGradients<T>& g,
+                     Tensor<T>& d_mask_view) {
+  const int64_t kv = pb.kv_head(h);
+  const T scale = static_cast<T>(pb.scale);
+  const T cap = static_cast<T>(pb.options->softcap);
+  for (int64_t j = 0; j < pb.Lk; ++j) {
+    if (!row.visible[j]) continue;
+    const T ds = grad.ds[j];
+    if (d_mask_view.defined()) d_mask_view(b, h, i, j) += ds;
+    T dr = ds;
+    if (pb.options->softcap > 0) {
+      const T t = row.qk[j] / cap;  // tanh(r / c)
+      dr = ds * (T(1) - t * t);
+    }
+    for (int64_t d = 0; d < pb.Dk; ++d) {
+      g.d_query(b, h, i, d) += scale * dr * key(b, kv, j, d);
+      g.d_key(b, kv, j, d) += scale * dr * query(b, h, i, d);
+    }
   }
 }
 
@@ -196,15 +153,15 @@ void score_row(const Problem<T>& pb, const Tensor<T>& q, const Tensor<T>& k, int
 // denominator with no value behind it (gpt-oss), so a row may give less than
 // all its weight to the keys.
 template <class T>
-std::optional<T> sink_logit(const Problem<T>& pb, int64_t h) {
+std::optional<T> sink_logit(const SdpaProblem<T>& pb, int64_t h) {
   if (!pb.options->sinks.defined()) return std::nullopt;
   return pb.options->sinks(h);
 }
 
-// Step 3: p = softmax over the visible scores (and the sink); returns
+// Step 2, forward: p = softmax over the visible scores (and the sink); returns
 // lse = log(Σ_j e^{s_j} [+ e^{sink}]), −∞ when nothing is visible.
 template <class T>
-T softmax_row(const Problem<T>& pb, std::optional<T> sink, Row<T>& row) {
+T softmax_forward(const SdpaProblem<T>& pb, std::optional<T> sink, Row<T>& row) {
   constexpr T neg_inf = -std::numeric_limits<T>::infinity();
   T m = sink.value_or(neg_inf);
   bool saw_nan = false;
@@ -231,129 +188,132 @@ T softmax_row(const Problem<T>& pb, std::optional<T> sink, Row<T>& row) {
   return m + std::log(sum);
 }
 
-// Step 4: the dropout factor of weight (b, h, i, j): 0 if dropped, else 1/(1 − p).
+// Step 2, what backward has instead of the forward's sums: p_j = e^{s_j − lse},
+// from the saved lse (the row's weights, recomputed).
 template <class T>
-T dropout_factor(const Problem<T>& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
-  const SdpaOptions<T>& o = *pb.options;
-  if (o.dropout_p <= 0.0) return 1;
-  return dropout_keep(o.dropout_seed, b, h, i, j, o.dropout_p) ? pb.dropout_scale : T(0);
+void softmax_from_lse(const SdpaProblem<T>& pb, T lse, Row<T>& row) {
+  for (int64_t j = 0; j < pb.Lk; ++j)
+    if (row.visible[j]) row.p[j] = std::exp(row.s[j] - lse);
 }
 
-}  // namespace
-
-// ---- forward ----------------------------------------------------------------------
-
-namespace reference {
-
+// Step 2, backward: p_j = e^{s_j} / (Σ_k e^{s_k} + e^{sink}), so
+//   ds_j = p_j (dp_j − D_i)      d(sink) = −p_sink · D_i
+// with D_i = Σ_k p_k dp_k = Σ_k w_k (dout_i · v_k) = dout_i · out_i: dropout
+// hides inside out_i, so the FlashAttention-2 identity holds unchanged. A key
+// dropout dropped has dp_j = 0 but still ds_j = −p_j D_i (it was in the
+// softmax denominator). Returns d(sink), 0 without a sink.
 template <class T>
-void check_sdpa_arguments(const char* fn, const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                          const SdpaOptions<T>& options) {
-  (void)check_arguments(fn, query, key, value, options);
+T softmax_backward(const SdpaProblem<T>& pb, std::optional<T> sink, T lse, T D, const Row<T>& row, RowGrad<T>& grad) {
+  for (int64_t j = 0; j < pb.Lk; ++j)
+    if (row.visible[j]) grad.ds[j] = row.p[j] * (grad.dp[j] - D);
+  return sink ? -(std::exp(*sink - lse) * D) : T(0);
 }
 
+// D_i = dout_i · out_i: the row's Σ_k p_k dp_k (see softmax_backward).
 template <class T>
-SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
-                                           const SdpaOptions<T>& options) {
-  const Problem<T> pb = check_arguments("scaled_dot_product_attention", query, key, value, options);
-  SdpaResult<T> r;
-  r.output = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Dv});
-  Tensor<T> lse({pb.B, pb.Hq, pb.Lq});
-  if (options.return_weights) r.weights = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Lk});
-
-  Row<T> row(pb.Lk);
-  std::vector<T> w(static_cast<size_t>(pb.Lk));
-  for (int64_t b = 0; b < pb.B; ++b)
-    for (int64_t h = 0; h < pb.Hq; ++h) {
-      const int64_t g = pb.kv_head(h);
-      for (int64_t i = 0; i < pb.Lq; ++i) {
-        score_row(pb, query, key, b, h, i, row);
-        lse(b, h, i) = softmax_row(pb, sink_logit(pb, h), row);
-        for (int64_t j = 0; j < pb.Lk; ++j) w[j] = row.visible[j] ? row.p[j] * dropout_factor(pb, b, h, i, j) : T(0);
-        // Step 5: out = Σ_j w_j v_j over the keys that are visible and kept;
-        // skipping the rest (not multiplying by 0) keeps their NaN/Inf out.
-        for (int64_t j = 0; j < pb.Lk; ++j) {
-          if (!row.visible[j] || w[j] == T(0)) continue;
-          for (int64_t d = 0; d < pb.Dv; ++d) r.output(b, h, i, d) += w[j] * value(b, g, j, d);
-        }
-        if (r.weights.defined())
-          for (int64_t j = 0; j < pb.Lk; ++j) r.weights(b, h, i, j) = w[j];
-      }
-    }
-  if (options.return_lse) r.lse = lse;
-  return r;
-}
-
-}  // namespace reference
-
-// ---- backward ---------------------------------------------------------------------
-//
-// Per row (b, h, i), with p the softmax weights, z_j the dropout factor
-// (0 or 1/(1 − dropout_p)) and w_j = p_j z_j the weights the forward used:
-//   in the forward pass this was  out_i = Σ_j w_j v_j,  so
-//     dv_j += w_j · dout_i          dw_j = dout_i · v_j          dp_j = z_j · dw_j
-//   in the forward pass this was  p_j = e^{s_j} / (Σ_k e^{s_k} + e^{sink}),  so
-//     ds_j = p_j (dp_j − D_i)       d(sink) = −p_sink · D_i
-//   with D_i = Σ_k p_k dp_k = Σ_k w_k (dout_i · v_k) = dout_i · out_i: dropout
-//   hides inside out_i, so the FlashAttention-2 identity holds unchanged. A key
-//   dropout dropped has dp_j = 0 but still ds_j = −p_j D_i (it was in the
-//   softmax denominator).
-//   in the forward pass this was  s_j = qk_j + bias_j  (float mask in bias), so
-//     d(float_mask)_ij += ds_j
-//   in the forward pass this was  qk_j = c·tanh(r_j / c), r_j = scale · q_i·k_j, so
-//     dr_j = ds_j (1 − (qk_j / c)²)     (dr_j = ds_j without softcap)
-//     dq_i += scale · dr_j · k_j        dk_j += scale · dr_j · q_i
-// d_key and d_value are indexed by the key/value head g, so the query heads
-// of a GQA group sum into it by construction.
-
-namespace {
-
-template <class T>
-void check_backward_shapes(const char* fn, const Problem<T>& pb, const Tensor<T>& grad_output,
-                           const Tensor<T>& output, const Tensor<T>& lse) {
-  const Shape want_out{pb.B, pb.Hq, pb.Lq, pb.Dv}, want_lse{pb.B, pb.Hq, pb.Lq};
-  auto check = [&](const char* arg, const Tensor<T>& t, const Shape& want) {
-    if (!t.defined() || t.shape() != want)
-      throw ShapeError(prefix(fn) + arg + " has shape " + (t.defined() ? shape_str(t.shape()) : "(undefined)") +
-                       ", expected " + shape_str(want) + " [B, Hq, Lq" + (want.size() == 4 ? ", Dv]" : "]") +
-                       " from query and value");
-  };
-  check("grad_output", grad_output, want_out);
-  check("output", output, want_out);
-  check("lse", lse, want_lse);
-}
-
-// dout_i · out_i: the row's Σ_k p_k dp_k (see above).
-template <class T>
-T rowsum_grad_times_output(const Problem<T>& pb, const Tensor<T>& grad_output, const Tensor<T>& output, int64_t b,
+T rowsum_grad_times_output(const SdpaProblem<T>& pb, const Tensor<T>& grad_output, const Tensor<T>& output, int64_t b,
                            int64_t h, int64_t i) {
   T D = 0;
   for (int64_t d = 0; d < pb.Dv; ++d) D += grad_output(b, h, i, d) * output(b, h, i, d);
   return D;
 }
 
+// Step 3, forward: w_j = p_j · z_j, z_j the dropout factor of weight (b, h, i, j):
+// 0 if dropped, else 1/(1 − dropout_p) (counter-based: the backward regenerates it).
+template <class T>
+void dropout_forward(const SdpaProblem<T>& pb, int64_t b, int64_t h, int64_t i, Row<T>& row) {
+  const SdpaOptions<T>& o = *pb.options;
+  for (int64_t j = 0; j < pb.Lk; ++j) {
+    if (!row.visible[j]) {
+      row.z[j] = 1, row.w[j] = 0;
+      continue;
+    }
+    const bool dropped = o.dropout_p > 0.0 && !dropout_keep(o.dropout_seed, b, h, i, j, o.dropout_p);
+    row.z[j] = o.dropout_p <= 0.0 ? T(1) : dropped ? T(0) : static_cast<T>(pb.dropout_scale);
+    row.w[j] = row.p[j] * row.z[j];
+  }
+}
+
+// Step 3, backward: dp_j = z_j · dw_j.
+template <class T>
+void dropout_backward(const SdpaProblem<T>& pb, const Row<T>& row, RowGrad<T>& grad) {
+  for (int64_t j = 0; j < pb.Lk; ++j)
+    if (row.visible[j]) grad.dp[j] = row.z[j] != T(0) ? row.z[j] * grad.dw[j] : T(0);
+}
+
+// Step 4, forward: out_i = Σ_j w_j v_j over the keys that are visible and
+// kept; skipping the rest (not multiplying by 0) keeps their NaN/Inf out.
+template <class T>
+void weighted_sum_forward(const SdpaProblem<T>& pb, const Tensor<T>& value, int64_t b, int64_t h, int64_t i,
+                          const Row<T>& row, Tensor<T>& output) {
+  const int64_t g = pb.kv_head(h);
+  for (int64_t j = 0; j < pb.Lk; ++j) {
+    if (!row.visible[j] || row.w[j] == T(0)) continue;
+    for (int64_t d = 0; d < pb.Dv; ++d) output(b, h, i, d) += row.w[j] * value(b, g, j, d);
+  }
+}
+
+// Step 4, backward: out_i = Σ_j w_j v_j, so
+//   dv_j += w_j · dout_i      dw_j = dout_i · v_j
+// A dropped key's value is never read (it may hold NaN): its dw_j stays 0
+// and dropout_backward makes its dp_j 0 without it.
+template <class T>
+void weighted_sum_backward(const SdpaProblem<T>& pb, const Tensor<T>& grad_output, const Tensor<T>& value, int64_t b,
+                           int64_t h, int64_t i, const Row<T>& row, RowGrad<T>& grad, Tensor<T>& d_value) {
+  const int64_t kv = pb.kv_head(h);
+  for (int64_t j = 0; j < pb.Lk; ++j) {
+    grad.dw[j] = 0;
+    if (!row.visible[j] || row.z[j] == T(0)) continue;
+    T dw = 0;
+    for (int64_t d = 0; d < pb.Dv; ++d) dw += grad_output(b, h, i, d) * value(b, kv, j, d);
+    grad.dw[j] = dw;
+    for (int64_t d = 0; d < pb.Dv; ++d) d_value(b, kv, j, d) += row.w[j] * grad_output(b, h, i, d);
+  }
+}
+
 }  // namespace
+
+// ---- forward and backward, row by row ------------------------------------------------
 
 namespace reference {
 
 template <class T>
-void check_sdpa_backward_arguments(const char* fn, const Tensor<T>& grad_output, const Tensor<T>& query,
-                                   const Tensor<T>& key, const Tensor<T>& value, const Tensor<T>& output,
-                                   const Tensor<T>& lse, const SdpaOptions<T>& options, bool need_float_mask_grad) {
-  const Problem<T> pb = check_arguments(fn, query, key, value, options);
-  check_backward_shapes(fn, pb, grad_output, output, lse);
-  if (need_float_mask_grad && !options.float_mask.defined())
-    throw ValueError(prefix(fn) + "need_float_mask_grad is true but options.float_mask is not given");
+SdpaResult<T> scaled_dot_product_attention(const SdpaProblem<T>& pb, const Tensor<T>& query, const Tensor<T>& key,
+                                           const Tensor<T>& value) {
+  const SdpaOptions<T>& options = *pb.options;
+  SdpaResult<T> r;
+  r.output = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Dv});
+  Tensor<T> lse({pb.B, pb.Hq, pb.Lq});
+  if (options.return_weights) r.weights = Tensor<T>({pb.B, pb.Hq, pb.Lq, pb.Lk});
+
+  Row<T> row(pb.Lk);
+  for (int64_t b = 0; b < pb.B; ++b)
+    for (int64_t h = 0; h < pb.Hq; ++h)
+      for (int64_t i = 0; i < pb.Lq; ++i) {
+        scores_forward(pb, query, key, b, h, i, row);
+        lse(b, h, i) = softmax_forward(pb, sink_logit(pb, h), row);
+        dropout_forward(pb, b, h, i, row);
+        weighted_sum_forward(pb, value, b, h, i, row, r.output);
+        if (r.weights.defined())
+          for (int64_t j = 0; j < pb.Lk; ++j) r.weights(b, h, i, j) = row.w[j];
+      }
+  if (options.return_lse) r.lse = lse;
+  return r;
 }
 
 template <class T>
-SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
-                                                       const Tensor<T>& key, const Tensor<T>& value,
-                                                       const Tensor<T>& output, const Tensor<T>& lse,
-                                                       const SdpaOptions<T>& options, bool need_float_mask_grad) {
-  const char* fn = "scaled_dot_product_attention_backward";
-  check_sdpa_backward_arguments(fn, grad_output, query, key, value, output, lse, options, need_float_mask_grad);
-  const Problem<T> pb = check_arguments(fn, query, key, value, options);
+SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                           const SdpaOptions<T>& options) {
+  const SdpaProblem<T> pb = describe_sdpa("scaled_dot_product_attention", query, key, value, options);
+  return scaled_dot_product_attention(pb, query, key, value);
+}
 
+template <class T>
+SdpaGradients<T> scaled_dot_product_attention_backward(const SdpaProblem<T>& pb, const Tensor<T>& grad_output,
+                                                       const Tensor<T>& query, const Tensor<T>& key,
+                                                       const Tensor<T>& value, const Tensor<T>& output,
+                                                       const Tensor<T>& lse, bool need_float_mask_grad) {
+  const SdpaOptions<T>& options = *pb.options;
   SdpaGradients<T> g;
   g.d_query = Tensor<T>(query.shape());
   g.d_key = Tensor<T>(key.shape());
@@ -366,59 +326,52 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
     d_mask_view = g.d_float_mask.expand({pb.B, pb.Hq, pb.Lq, pb.Lk});
   }
   if (options.sinks.defined()) g.d_sinks = Tensor<T>({pb.Hq});
-  const T scale = pb.scale;
-  const T cap = static_cast<T>(options.softcap);
 
   Row<T> row(pb.Lk);
+  RowGrad<T> grad(pb.Lk);
   for (int64_t b = 0; b < pb.B; ++b)
     for (int64_t h = 0; h < pb.Hq; ++h) {
-      const int64_t kv = pb.kv_head(h);
       const std::optional<T> sink = sink_logit(pb, h);
       for (int64_t i = 0; i < pb.Lq; ++i) {
         const T row_lse = lse(b, h, i);
         if (row_lse == -std::numeric_limits<T>::infinity()) continue;  // saw no key, no sink: zero gradient
-        // Recompute the scores and p = exp(s − lse) instead of having stored them.
-        score_row(pb, query, key, b, h, i, row);
+        // The forward's row again, its weights from the saved lse.
+        scores_forward(pb, query, key, b, h, i, row);
+        softmax_from_lse(pb, row_lse, row);
+        dropout_forward(pb, b, h, i, row);
+        // Then the chain rule, last step first.
+        weighted_sum_backward(pb, grad_output, value, b, h, i, row, grad, g.d_value);
+        dropout_backward(pb, row, grad);
         const T D = rowsum_grad_times_output(pb, grad_output, output, b, h, i);
-        if (sink) g.d_sinks(h) -= std::exp(*sink - row_lse) * D;
-        for (int64_t j = 0; j < pb.Lk; ++j) {
-          if (!row.visible[j]) continue;  // hidden keys get no gradient and are never read
-          const T p = std::exp(row.s[j] - row_lse);
-          const T z = dropout_factor(pb, b, h, i, j);
-          T dp = 0;
-          if (z != T(0)) {  // a dropped key's value is never read (it may hold NaN)
-            T dw = 0;
-            for (int64_t d = 0; d < pb.Dv; ++d) dw += grad_output(b, h, i, d) * value(b, kv, j, d);
-            dp = z * dw;
-            const T w = p * z;
-            for (int64_t d = 0; d < pb.Dv; ++d) g.d_value(b, kv, j, d) += w * grad_output(b, h, i, d);
-          }
-          const T ds = p * (dp - D);
-          if (need_float_mask_grad) d_mask_view(b, h, i, j) += ds;
-          T dr = ds;
-          if (options.softcap > 0) {
-            const T t = row.qk[j] / cap;  // tanh(r / c)
-            dr = ds * (T(1) - t * t);
-          }
-          for (int64_t d = 0; d < pb.Dk; ++d) {
-            g.d_query(b, h, i, d) += scale * dr * key(b, kv, j, d);
-            g.d_key(b, kv, j, d) += scale * dr * query(b, h, i, d);
-          }
-        }
+        const T d_sink = softmax_backward(pb, sink, row_lse, D, row, grad);
+        if (sink) g.d_sinks(h) += d_sink;
+        scores_backward(pb, query, key, b, h, i, row, grad, g, d_mask_view);
       }
     }
   return g;
 }
 
-#define ATTN_INSTANTIATE(T)                                                                                   \
-  template void check_sdpa_arguments<T>(const char*, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,     \
-                                        const SdpaOptions<T>&);                                                \
-  template void check_sdpa_backward_arguments<T>(const char*, const Tensor<T>&, const Tensor<T>&,             \
-                                                 const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
-                                                 const Tensor<T>&, const SdpaOptions<T>&, bool);               \
-  template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
-                                                         const SdpaOptions<T>&);                               \
-  template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                         \
+template <class T>
+SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_output, const Tensor<T>& query,
+                                                       const Tensor<T>& key, const Tensor<T>& value,
+                                                       const Tensor<T>& output, const Tensor<T>& lse,
+                                                       const SdpaOptions<T>& options, bool need_float_mask_grad) {
+  const char* fn = "scaled_dot_product_attention_backward";
+  const SdpaProblem<T> pb = describe_sdpa(fn, query, key, value, options);
+  check_sdpa_backward(fn, pb, grad_output, output, lse, need_float_mask_grad);
+  return scaled_dot_product_attention_backward(pb, grad_output, query, key, value, output, lse,
+                                               need_float_mask_grad);
+}
+
+#define ATTN_INSTANTIATE(T)                                                                                    \
+  template SdpaResult<T> scaled_dot_product_attention<T>(const SdpaProblem<T>&, const Tensor<T>&,              \
+                                                         const Tensor<T>&, const Tensor<T>&);                  \
+  template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,  \
+                                                         const SdpaOptions<T>&);                                \
+  template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                          \
+      const SdpaProblem<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,            \
+      const Tensor<T>&, const Tensor<T>&, bool);                                                                \
+  template SdpaGradients<T> scaled_dot_product_attention_backward<T>(                                          \
       const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
       const SdpaOptions<T>&, bool);
 ATTN_INSTANTIATE(float)

@@ -1,4 +1,4 @@
-// The KV cache (src/inference/kv_cache.cpp) and the decode step against the
+// The KV cache (src/inference/kv_cache.cpp) and the decode step (attention_decode.cpp) against the
 // specification: full-sequence scaled_dot_product_attention (the reference
 // path) computed on the whole sequence at once, without any cache.
 //
@@ -195,6 +195,39 @@ TEST(DecodeVarlen, EqualsPerSequenceRuns) {
       const auto want = attn::scaled_dot_product_attention(q.slice(0, b, b + 1), ks[b], vs[b], ob);
       EXPECT_LE(max_diff(got.output.slice(0, b, b + 1), want.output), kTol) << "sequence " << b;
       EXPECT_LE(max_diff(got.lse.slice(0, b, b + 1), want.lse), kTol) << "sequence " << b;
+    }
+  }
+}
+
+// attention_decode_reference is the specification the fast decode kernel is
+// tested against, so it must run the reference loops whatever the size: at
+// this shape (65536 multiply-adds per sequence, far above the size under
+// which SdpaBackend::Auto picks the reference) it must still equal
+// scaled_dot_product_attention with SdpaBackend::Reference on each sequence,
+// bit for bit. (It once left the backend on Auto, so above that size the
+// decode tests compared the fast kernel with the fast flash kernel.) Asking
+// for the fast backend must not change that.
+TEST(DecodeReference, RunsTheReferencePathAtEverySize) {
+  const int64_t B = 2, Hq = 4, Hkv = 2, Lk = 256, D = 32;
+  KVCache cache({.batch = B, .num_kv_heads = Hkv, .capacity = Lk, .head_dim = D});
+  cache.append(0, random_tensor({B, Hkv, Lk, D}, 60), random_tensor({B, Hkv, Lk, D}, 61));
+  const Tensor<float> q = random_tensor({B, Hq, 1, D}, 62);
+  for (attn::SdpaBackend backend : {attn::SdpaBackend::Auto, attn::SdpaBackend::Fast}) {
+    SdpaOptions<float> o;
+    o.is_causal = true;
+    o.causal_alignment = CausalAlignment::BottomRight;
+    o.enable_gqa = true;
+    o.backend = backend;
+    const auto got = attn::attention_decode_reference(q, cache, 0, o);
+    o.backend = attn::SdpaBackend::Reference;
+    for (int64_t b = 0; b < B; ++b) {
+      const auto want =
+          attn::scaled_dot_product_attention(q.slice(0, b, b + 1), cache.keys(0, b), cache.values(0, b), o);
+      for (int64_t n = 0; n < want.output.numel(); ++n)
+        ASSERT_EQ(got.output.slice(0, b, b + 1).flat(n), want.output.flat(n))
+            << "sequence " << b << ", element " << n << ", backend " << attn::to_string(backend);
+      for (int64_t n = 0; n < want.lse.numel(); ++n)
+        ASSERT_EQ(got.lse.slice(0, b, b + 1).flat(n), want.lse.flat(n)) << "sequence " << b << ", row " << n;
     }
   }
 }

@@ -48,7 +48,7 @@ TEST(LayerEdgeCases, EmptyContextGivesZeroOutput) {
   for (double v : c.to_vector()) EXPECT_EQ(v, 0.0);
   EXPECT_EQ(aa.backward(uniform({1, 2, 2}, 4)).d_keys.shape(), (Shape{1, 0, 2}));
 
-  MultiheadAttention<double> mha(4, 2, {.batch_first = true}, gen);
+  TorchMultiheadAttention<double> mha(4, 2, {.batch_first = true}, gen);
   const auto out = mha.forward(uniform({2, 3, 4}, 5), Tensor<double>({2, 0, 4}), Tensor<double>({2, 0, 4}));
   ASSERT_EQ(out.attn_output.shape(), (Shape{2, 3, 4}));
   for (int64_t i = 0; i < out.attn_output.numel(); ++i)  // context 0 → output = out_proj.bias (0 at init)
@@ -60,7 +60,7 @@ TEST(LayerEdgeCases, EmptyContextGivesZeroOutput) {
 // add_zero_attn leaves one key even when the source is empty: weight 1 on it.
 TEST(LayerEdgeCases, ZeroAttnWithEmptySource) {
   Generator gen(2);
-  MultiheadAttention<double> mha(4, 2, {.add_zero_attn = true}, gen);
+  TorchMultiheadAttention<double> mha(4, 2, {.add_zero_attn = true}, gen);
   const auto out = mha.forward(uniform({3, 1, 4}, 1), Tensor<double>({0, 1, 4}), Tensor<double>({0, 1, 4}));
   ASSERT_EQ(out.attn_weights.shape(), (Shape{1, 3, 1}));
   for (double w : out.attn_weights.to_vector()) EXPECT_EQ(w, 1.0);

@@ -30,8 +30,8 @@ std::optional<int64_t> opt_int(const json& j) {
   return j.is_null() ? std::nullopt : std::optional<int64_t>(j.get<int64_t>());
 }
 
-MultiheadAttentionOptions mha_options(const json& c) {
-  MultiheadAttentionOptions o;
+TorchMultiheadAttentionOptions mha_options(const json& c) {
+  TorchMultiheadAttentionOptions o;
   o.bias = c.at("bias").get<bool>();
   o.add_bias_kv = c.at("add_bias_kv").get<bool>();
   o.add_zero_attn = c.at("add_zero_attn").get<bool>();
@@ -51,9 +51,9 @@ void set_mask(const json& j, Tensor<bool>& as_bool, Tensor<T>& as_float) {
 template <class T>
 void run_mha_case(const json& c, bool drop_causal_mask) {
   Generator gen(0);
-  MultiheadAttention<T> mha(c.at("embed_dim").get<int64_t>(), c.at("num_heads").get<int64_t>(), mha_options(c), gen);
+  TorchMultiheadAttention<T> mha(c.at("embed_dim").get<int64_t>(), c.at("num_heads").get<int64_t>(), mha_options(c), gen);
   load_params(mha, c.at("params"));
-  MultiheadAttentionForwardOptions<T> f;
+  TorchMultiheadAttentionForwardOptions<T> f;
   set_mask(c.at("key_padding_mask"), f.key_padding_mask, f.float_key_padding_mask);
   set_mask(c.at("attn_mask"), f.attn_mask, f.float_attn_mask);
   f.need_weights = c.at("need_weights").get<bool>();
@@ -246,7 +246,7 @@ TEST(LayersGolden, TorchMultiheadAttentionInitialisesLikeTorchManualSeed) {
     SCOPED_TRACE(c.at("name").get<std::string>());
     const json& cfg = c.at("config");
     Generator gen(c.at("seed").get<uint64_t>());
-    MultiheadAttention<float> mha(cfg.at("embed_dim").get<int64_t>(), cfg.at("num_heads").get<int64_t>(),
+    TorchMultiheadAttention<float> mha(cfg.at("embed_dim").get<int64_t>(), cfg.at("num_heads").get<int64_t>(),
                                   mha_options(cfg), gen);
     expect_same_weights(mha, c.at("params"));
   }

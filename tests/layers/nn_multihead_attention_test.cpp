@@ -7,8 +7,16 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "layers/layer_test_util.hpp"
+
+// The names before the rename still compile: deprecated aliases of the twin.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static_assert(std::is_same_v<attn::MultiheadAttention<float>, attn::TorchMultiheadAttention<float>>);
+static_assert(std::is_same_v<attn::MultiheadAttentionOptions, attn::TorchMultiheadAttentionOptions>);
+#pragma GCC diagnostic pop
 
 namespace {
 
@@ -17,7 +25,7 @@ using namespace attn_layer_test;
 
 struct MhaSetup {
   int64_t E = 4, H = 2, N = 2, L = 3, S = 3;
-  MultiheadAttentionOptions options;
+  TorchMultiheadAttentionOptions options;
   bool unbatched = false;
 };
 
@@ -29,19 +37,19 @@ Shape layout(const MhaSetup& s, int64_t len, int64_t feat) {
 
 // A layer with every parameter (biases included, which torch zero-initialises)
 // set to random values, so that every gradient path carries signal.
-MultiheadAttention<double> random_mha(const MhaSetup& s, uint64_t seed) {
+TorchMultiheadAttention<double> random_mha(const MhaSetup& s, uint64_t seed) {
   Generator gen(seed);
-  MultiheadAttention<double> mha(s.E, s.H, s.options, gen);
+  TorchMultiheadAttention<double> mha(s.E, s.H, s.options, gen);
   uint64_t k = seed;
   for (auto& np : mha.named_parameters()) np.param->value.copy_(uniform(np.param->value.shape(), ++k, 0.7));
   return mha;
 }
 
 // Finite-difference check of d_query, d_key, d_value and every parameter grad.
-void check_grads(const MhaSetup& s, const MultiheadAttentionForwardOptions<double>& f, const std::string& what,
+void check_grads(const MhaSetup& s, const TorchMultiheadAttentionForwardOptions<double>& f, const std::string& what,
                  bool training_dropout = false) {
   SCOPED_TRACE(what);
-  MultiheadAttention<double> mha = random_mha(s, 11);
+  TorchMultiheadAttention<double> mha = random_mha(s, 11);
   if (!training_dropout) mha.eval();
   const int64_t kd = s.options.kdim.value_or(s.E), vd = s.options.vdim.value_or(s.E);
   Tensor<double> query = uniform(layout(s, s.L, s.E), 1), key = uniform(layout(s, s.S, kd), 2),
@@ -55,7 +63,7 @@ void check_grads(const MhaSetup& s, const MultiheadAttentionForwardOptions<doubl
   mha.zero_grad();
   mha.set_dropout_seed(99);
   mha.forward(query, key, value, f);
-  MultiheadAttentionGradients<double> g = mha.backward(R);
+  TorchMultiheadAttentionGradients<double> g = mha.backward(R);
   expect_grad_matches(loss, query, g.d_query, what + " d_query");
   expect_grad_matches(loss, key, g.d_key, what + " d_key");
   expect_grad_matches(loss, value, g.d_value, what + " d_value");
@@ -103,10 +111,10 @@ TEST(NnMultiheadAttention, GradientsKdimVdimBatchFirst) {
 TEST(NnMultiheadAttention, GradientsKeyPaddingMaskBoolAndFloat) {
   MhaSetup s;
   s.S = 4;
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.key_padding_mask = Tensor<bool>({2, 4}, {false, true, false, false, true, false, false, true});
   check_grads(s, f, "bool key_padding_mask");
-  MultiheadAttentionForwardOptions<double> g;
+  TorchMultiheadAttentionForwardOptions<double> g;
   g.float_key_padding_mask = uniform({2, 4}, 5, 2.0);
   s.options.batch_first = true;
   check_grads(s, g, "float key_padding_mask");
@@ -115,14 +123,14 @@ TEST(NnMultiheadAttention, GradientsKeyPaddingMaskBoolAndFloat) {
 TEST(NnMultiheadAttention, GradientsAttnMask2dAnd3d) {
   MhaSetup s;
   s.S = 4;
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.attn_mask = Tensor<bool>({3, 4}, {false, true, false, false, false, false, false, true, true, false, false, false});
   check_grads(s, f, "bool 2-D attn_mask");
-  MultiheadAttentionForwardOptions<double> g;
+  TorchMultiheadAttentionForwardOptions<double> g;
   g.float_attn_mask = uniform({2 * 2, 3, 4}, 6, 2.0);
   g.average_attn_weights = false;
   check_grads(s, g, "float 3-D attn_mask");
-  MultiheadAttentionForwardOptions<double> both;
+  TorchMultiheadAttentionForwardOptions<double> both;
   both.attn_mask = f.attn_mask;
   both.key_padding_mask = Tensor<bool>({2, 4}, {false, false, false, true, true, false, false, false});
   s.options.add_zero_attn = true;
@@ -134,12 +142,12 @@ TEST(NnMultiheadAttention, GradientsUnbatchedAndCausal) {
   MhaSetup s;
   s.unbatched = true;
   s.S = 4;
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.key_padding_mask = Tensor<bool>({4}, {false, false, true, false});
   check_grads(s, f, "unbatched");
   MhaSetup c;
   c.L = c.S = 4;
-  MultiheadAttentionForwardOptions<double> causal;
+  TorchMultiheadAttentionForwardOptions<double> causal;
   causal.is_causal = true;
   causal.need_weights = false;
   check_grads(c, causal, "is_causal");
@@ -154,7 +162,7 @@ TEST(NnMultiheadAttention, GradientsWithDropoutInTraining) {
 
 TEST(NnMultiheadAttention, SameTensorAsQueryKeyValueSumsTheThreeGradients) {
   MhaSetup s;
-  MultiheadAttention<double> mha = random_mha(s, 3);
+  TorchMultiheadAttention<double> mha = random_mha(s, 3);
   Tensor<double> x = uniform({3, 2, 4}, 1);
   const Tensor<double> R = uniform({3, 2, 4}, 2);
   mha.forward(x, x, x);
@@ -170,7 +178,7 @@ TEST(NnMultiheadAttention, WeightsAreAProbabilityOverKeys) {
   MhaSetup s;
   s.S = 5;
   s.options.add_bias_kv = true;
-  MultiheadAttention<double> mha = random_mha(s, 5);
+  TorchMultiheadAttention<double> mha = random_mha(s, 5);
   auto out = mha.forward(uniform({3, 2, 4}, 1), uniform({5, 2, 4}, 2), uniform({5, 2, 4}, 3));
   ASSERT_EQ(out.attn_weights.shape(), (Shape{2, 3, 6}));  // [N, L, S + 1]: the bias_k column is a key
   for (int64_t b = 0; b < 2; ++b)
@@ -187,9 +195,9 @@ TEST(NnMultiheadAttention, WeightsAreAProbabilityOverKeys) {
 TEST(NnMultiheadAttention, AveragedWeightsAreTheMeanOverHeads) {
   MhaSetup s;
   s.options.batch_first = true;
-  MultiheadAttention<double> mha = random_mha(s, 6);
+  TorchMultiheadAttention<double> mha = random_mha(s, 6);
   const Tensor<double> q = uniform({2, 3, 4}, 1), k = uniform({2, 3, 4}, 2), v = uniform({2, 3, 4}, 3);
-  MultiheadAttentionForwardOptions<double> per_head;
+  TorchMultiheadAttentionForwardOptions<double> per_head;
   per_head.average_attn_weights = false;
   auto heads = mha.forward(q, k, v, per_head).attn_weights;
   auto avg = mha.forward(q, k, v).attn_weights;
@@ -205,9 +213,9 @@ TEST(NnMultiheadAttention, BoolMasksTrueMeansIgnore) {
   MhaSetup s;
   s.S = 4;
   s.options.batch_first = true;
-  MultiheadAttention<double> mha = random_mha(s, 7);
+  TorchMultiheadAttention<double> mha = random_mha(s, 7);
   Tensor<double> q = uniform({2, 3, 4}, 1), k = uniform({2, 4, 4}, 2), v = uniform({2, 4, 4}, 3);
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.key_padding_mask = Tensor<bool>({2, 4}, {false, false, false, true, true, false, false, false});
   f.attn_mask = Tensor<bool>({3, 4});
   f.attn_mask(0, 1) = true;  // query 0 may not look at key 1
@@ -227,9 +235,9 @@ TEST(NnMultiheadAttention, BoolMasksTrueMeansIgnore) {
 
 TEST(NnMultiheadAttention, BoolMaskEqualsMinusInfinityFloatMask) {
   MhaSetup s;
-  MultiheadAttention<double> mha = random_mha(s, 8);
+  TorchMultiheadAttention<double> mha = random_mha(s, 8);
   const Tensor<double> q = uniform({3, 2, 4}, 1);
-  MultiheadAttentionForwardOptions<double> b, fl;
+  TorchMultiheadAttentionForwardOptions<double> b, fl;
   b.attn_mask = Tensor<bool>({3, 3}, {false, true, true, false, false, true, false, false, false});
   fl.float_attn_mask = Tensor<double>({3, 3});
   for (int64_t i = 0; i < 9; ++i) fl.float_attn_mask.flat(i) = b.attn_mask.flat(i) ? -INFINITY : 0.0;
@@ -241,9 +249,9 @@ TEST(NnMultiheadAttention, IsCausalWithoutMaskEqualsTheCausalMaskAndIgnoresTheFu
   MhaSetup s;
   s.L = s.S = 4;
   s.options.batch_first = true;
-  MultiheadAttention<double> mha = random_mha(s, 9);
+  TorchMultiheadAttention<double> mha = random_mha(s, 9);
   Tensor<double> x = uniform({2, 4, 4}, 1);
-  MultiheadAttentionForwardOptions<double> causal, masked;
+  TorchMultiheadAttentionForwardOptions<double> causal, masked;
   causal.is_causal = true;
   masked.attn_mask = Tensor<bool>({4, 4});
   for (int64_t i = 0; i < 4; ++i)
@@ -263,9 +271,9 @@ TEST(NnMultiheadAttention, IsCausalWithoutMaskEqualsTheCausalMaskAndIgnoresTheFu
 TEST(NnMultiheadAttention, FullyMaskedRowGivesOutProjBiasNotNaN) {
   MhaSetup s;
   s.options.batch_first = true;
-  MultiheadAttention<double> mha = random_mha(s, 10);
+  TorchMultiheadAttention<double> mha = random_mha(s, 10);
   const Tensor<double> x = uniform({2, 3, 4}, 1);
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.key_padding_mask = Tensor<bool>({2, 3}, {true, true, true, false, false, false});
   auto out = mha.forward(x, x, x, f);
   for (int64_t i = 0; i < 3; ++i)
@@ -276,10 +284,10 @@ TEST(NnMultiheadAttention, FullyMaskedRowGivesOutProjBiasNotNaN) {
 
 TEST(NnMultiheadAttention, BatchFirstAndUnbatchedAgreeWithSequenceFirst) {
   MhaSetup s;
-  MultiheadAttention<double> seq_first = random_mha(s, 12);
+  TorchMultiheadAttention<double> seq_first = random_mha(s, 12);
   MhaSetup sb = s;
   sb.options.batch_first = true;
-  MultiheadAttention<double> batch_first = random_mha(sb, 12);
+  TorchMultiheadAttention<double> batch_first = random_mha(sb, 12);
   const Tensor<double> x = uniform({3, 2, 4}, 1);  // [L, N, E]
   auto a = seq_first.forward(x, x, x).attn_output;
   auto b = batch_first.forward(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1)).attn_output;
@@ -292,7 +300,7 @@ TEST(NnMultiheadAttention, BatchFirstAndUnbatchedAgreeWithSequenceFirst) {
 TEST(NnMultiheadAttention, DropoutOnlyInTrainingAndFreshEachCall) {
   MhaSetup s;
   s.options.dropout = 0.5;
-  MultiheadAttention<double> mha = random_mha(s, 13);
+  TorchMultiheadAttention<double> mha = random_mha(s, 13);
   const Tensor<double> x = uniform({3, 2, 4}, 1);
   mha.eval();
   auto e1 = mha.forward(x, x, x).attn_output, e2 = mha.forward(x, x, x).attn_output;
@@ -305,7 +313,7 @@ TEST(NnMultiheadAttention, DropoutOnlyInTrainingAndFreshEachCall) {
 
 TEST(NnMultiheadAttention, StateDictNamesAndShapesAreTorchs) {
   Generator gen(0);
-  MultiheadAttention<float> packed(6, 3, {.add_bias_kv = true}, gen);
+  TorchMultiheadAttention<float> packed(6, 3, {.add_bias_kv = true}, gen);
   std::vector<std::string> names;
   for (auto& np : packed.named_parameters()) names.push_back(np.name);
   EXPECT_EQ(names, (std::vector<std::string>{"in_proj_weight", "in_proj_bias", "bias_k", "bias_v", "out_proj.weight",
@@ -313,7 +321,7 @@ TEST(NnMultiheadAttention, StateDictNamesAndShapesAreTorchs) {
   auto sd = packed.state_dict();
   EXPECT_EQ(sd["in_proj_weight"].shape(), (Shape{18, 6}));
   EXPECT_EQ(sd["bias_k"].shape(), (Shape{1, 1, 6}));
-  MultiheadAttention<float> separate(6, 2, {.bias = false, .kdim = 3, .vdim = 5}, gen);
+  TorchMultiheadAttention<float> separate(6, 2, {.bias = false, .kdim = 3, .vdim = 5}, gen);
   names.clear();
   for (auto& np : separate.named_parameters()) names.push_back(np.name);
   EXPECT_EQ(names, (std::vector<std::string>{"q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight"}));
@@ -327,15 +335,15 @@ TEST(NnMultiheadAttention, StateDictNamesAndShapesAreTorchs) {
 // ---- errors ---------------------------------------------------------------------
 
 TEST(NnMultiheadAttention, ConstructorErrors) {
-  expect_error<ValueError>([] { MultiheadAttention<double>(10, 3); }, {"embed_dim = 10", "num_heads = 3", "divisible"});
-  expect_error<ValueError>([] { MultiheadAttention<double>(0, 1); }, {"embed_dim", "greater than 0"});
-  expect_error<ValueError>([] { MultiheadAttention<double>(4, 2, {.dropout = 1.0}); }, {"dropout"});
-  expect_error<ValueError>([] { MultiheadAttention<double>(4, 2, {.kdim = 0}); }, {"kdim"});
+  expect_error<ValueError>([] { TorchMultiheadAttention<double>(10, 3); }, {"embed_dim = 10", "num_heads = 3", "divisible"});
+  expect_error<ValueError>([] { TorchMultiheadAttention<double>(0, 1); }, {"embed_dim", "greater than 0"});
+  expect_error<ValueError>([] { TorchMultiheadAttention<double>(4, 2, {.dropout = 1.0}); }, {"dropout"});
+  expect_error<ValueError>([] { TorchMultiheadAttention<double>(4, 2, {.kdim = 0}); }, {"kdim"});
 }
 
 TEST(NnMultiheadAttention, ForwardShapeErrorsNameTheArgument) {
   Generator gen(0);
-  MultiheadAttention<double> mha(4, 2, {.kdim = 3}, gen);
+  TorchMultiheadAttention<double> mha(4, 2, {.kdim = 3}, gen);
   const Tensor<double> q({3, 2, 4}), k({5, 2, 3}), v({5, 2, 4});
   expect_error<ShapeError>([&] { mha.forward(Tensor<double>({4}), k, v); }, {"query", "[4]"});
   expect_error<ShapeError>([&] { mha.forward(q, Tensor<double>({5, 3}), v); }, {"key", "3-D", "[5, 3]"});
@@ -343,13 +351,13 @@ TEST(NnMultiheadAttention, ForwardShapeErrorsNameTheArgument) {
   expect_error<ShapeError>([&] { mha.forward(q, Tensor<double>({5, 2, 4}), v); }, {"key", "[5, 2, 4]", "kdim = 3"});
   expect_error<ShapeError>([&] { mha.forward(q, k, Tensor<double>({4, 2, 4})); }, {"value", "[4, 2, 4]"});
   expect_error<ShapeError>([&] { mha.forward(q, Tensor<double>({5, 1, 3}), v); }, {"key", "N = 2"});
-  MultiheadAttentionForwardOptions<double> f;
+  TorchMultiheadAttentionForwardOptions<double> f;
   f.key_padding_mask = Tensor<bool>({2, 4});
   expect_error<ShapeError>([&] { mha.forward(q, k, v, f); }, {"key_padding_mask", "[2, 4]", "[2, 5]"});
-  MultiheadAttentionForwardOptions<double> a;
+  TorchMultiheadAttentionForwardOptions<double> a;
   a.attn_mask = Tensor<bool>({2, 3, 5});
   expect_error<ShapeError>([&] { mha.forward(q, k, v, a); }, {"attn_mask", "[2, 3, 5]", "[4, 3, 5]"});
-  MultiheadAttentionForwardOptions<double> both;
+  TorchMultiheadAttentionForwardOptions<double> both;
   both.attn_mask = Tensor<bool>({3, 5});
   both.float_attn_mask = Tensor<double>({3, 5});
   expect_error<ValueError>([&] { mha.forward(q, k, v, both); }, {"attn_mask", "both"});
@@ -357,7 +365,7 @@ TEST(NnMultiheadAttention, ForwardShapeErrorsNameTheArgument) {
 
 TEST(NnMultiheadAttention, BackwardErrors) {
   Generator gen(0);
-  MultiheadAttention<double> mha(4, 2, {}, gen);
+  TorchMultiheadAttention<double> mha(4, 2, {}, gen);
   expect_error<ValueError>([&] { mha.backward(Tensor<double>({3, 2, 4})); }, {"before forward"});
   const Tensor<double> x = uniform({3, 2, 4}, 1);
   mha.forward(x, x, x);
