@@ -15,7 +15,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <new>
+#include <string>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
 #include "cpu/decode.hpp"
@@ -34,17 +36,27 @@ namespace {
 // A growing 64-byte aligned buffer, one per calling thread and purpose, kept
 // for the life of the thread: fresh pages cost a page fault each on first
 // touch, which at these sizes would cost more than the merge itself.
+// (2^62: the headroom added below must not overflow size_t.)
+constexpr int64_t kMaxBufferBytes = int64_t{1} << 62;
+
 class Buffer {
  public:
-  float* floats(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+  // `what` names the call in the ResourceError thrown when the system
+  // refuses the memory (the buffer is then empty, and later calls work).
+  float* floats(int64_t n, const char* what) {
+    int64_t checked;
+    if (!detail::checked_bytes(std::max<int64_t>(n, 1), sizeof(float), checked) || checked > kMaxBufferBytes)
+      throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(n) +
+                          " floats (more than 2^62 bytes)");
+    const size_t bytes = static_cast<size_t>(checked);
     if (bytes > capacity_) {
       std::free(data_);
       capacity_ = (bytes + bytes / 8 + 4095) / 4096 * 4096;
       data_ = std::aligned_alloc(64, capacity_);
       if (!data_) {
         capacity_ = 0;
-        throw std::bad_alloc();
+        throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(bytes) +
+                            " bytes: out of memory");
       }
     }
     return static_cast<float*>(data_);
@@ -184,16 +196,21 @@ SplitKVResult split_kv_decode(const Tensor<float>& query, const KVCache::RawLaye
   p.threads = bytes < 262144.0 ? 1 : get_num_threads();
 
   // Partials [B, Hq, Lq, nsplit, Dv] and [B, Hq, Lq, nsplit]: a row's chunks side by side for the merge.
+  // (rows·Dv is the output's element count; the chunks multiply it, so the
+  // sums saturate and an impossible size becomes floats()'s ResourceError.)
+  using detail::saturating_add, detail::saturating_mul;
   const int64_t rows = p.B * p.Hq * p.Lq;
-  const int64_t part_floats = rows * p.nsplit * p.Dv;
-  float* parts = t_partials.floats(part_floats + rows * p.nsplit + p.threads * p.nsplit);
+  const int64_t part_floats = saturating_mul(saturating_mul(rows, p.nsplit), p.Dv);
+  float* parts = t_partials.floats(saturating_add(saturating_add(part_floats, saturating_mul(rows, p.nsplit)),
+                                                  saturating_mul(p.threads, p.nsplit)),
+                                   "attention_decode");
   p.part_out = parts;
   p.part_lse = parts + part_floats;
   float* weights = p.part_lse + rows * p.nsplit;
 
   const size_t target = chosen_index();
   const int64_t per_thread = (HWY_DISPATCH_TABLE(DecodeScratchFloats)[target](p) + 15) / 16 * 16;
-  float* scratch = t_scratch.floats(per_thread * p.threads);
+  float* scratch = t_scratch.floats(saturating_mul(per_thread, p.threads), "attention_decode");
   HWY_DISPATCH_TABLE(SplitKVDecode)[target](p, scratch);
 
   MergeCtx mc{&p, weights};

@@ -21,7 +21,9 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <string>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
 #include "cpu/flash_attention.hpp"
@@ -42,10 +44,19 @@ namespace {
 // this machine the first touch of a fresh page costs microseconds, so a
 // buffer that is freed and reallocated on every call would cost more than
 // the packing it holds. Sized by the largest call so far.
+// (2^62: the headroom added below must not overflow size_t.)
+constexpr int64_t kMaxBufferBytes = int64_t{1} << 62;
+
 class Workspace {
  public:
-  float* floats(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+  // `what` names the call in the ResourceError thrown when the system
+  // refuses the memory (the buffer is then empty, and later calls work).
+  float* floats(int64_t n, const char* what) {
+    int64_t checked;
+    if (!detail::checked_bytes(std::max<int64_t>(n, 1), sizeof(float), checked) || checked > kMaxBufferBytes)
+      throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(n) +
+                          " floats (more than 2^62 bytes)");
+    const size_t bytes = static_cast<size_t>(checked);
     if (bytes > capacity_) {
       std::free(data_);
       // A little headroom so a slightly larger call does not reallocate.
@@ -53,7 +64,8 @@ class Workspace {
       data_ = std::aligned_alloc(64, capacity_);
       if (!data_) {
         capacity_ = 0;
-        throw std::bad_alloc();
+        throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(bytes) +
+                            " bytes: out of memory");
       }
     }
     return static_cast<float*>(data_);
@@ -196,6 +208,23 @@ Prepared prepare(const char* fn, const Tensor<float>& query, const Tensor<float>
   return prep;
 }
 
+// The kernels' layouts (MakeLayout, MakeBwdLayout) add up their buffers in
+// int64_t. Inputs can be views of stride 0, whose shapes cost no memory, so
+// the sizes are bounded first, in double, by more than every buffer of
+// either layout: when the bound fits, none of that arithmetic can overflow;
+// when it does not, the workspace could never be allocated anyway.
+void check_workspace_bound(const char* fn, const FlashForwardParams& p, const Tensor<float>& query,
+                           const Tensor<float>& key, const Tensor<float>& value) {
+  const double width = static_cast<double>(p.Dk) + static_cast<double>(p.Dv) + 128.0;  // padded to tiles
+  const double rows = static_cast<double>(p.Lq) + static_cast<double>(p.Lk) + 1024.0;  // padded to blocks
+  const double heads = static_cast<double>(p.B) * (static_cast<double>(p.Hq) + static_cast<double>(p.Hkv));
+  const double floats = 8.0 * heads * rows * width + static_cast<double>(p.threads) * (1024.0 * width + 65536.0);
+  if (floats > 0x1p59)
+    throw ResourceError(std::string(fn) + ": query " + shape_str(query.shape()) + ", key " + shape_str(key.shape()) +
+                        " and value " + shape_str(value.shape()) + " need a workspace of about " +
+                        std::to_string(4.0 * floats) + " bytes, more than can be allocated");
+}
+
 void require_shape(const char* fn, const char* arg, const Tensor<float>& t, const Shape& want) {
   if (!t.defined() || t.shape() != want)
     throw ShapeError(std::string(fn) + ": " + arg + " has shape " +
@@ -231,8 +260,9 @@ void flash_attention_forward(const Tensor<float>& query, const Tensor<float>& ke
   }
 
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
+  check_workspace_bound(fn, p, query, key, value);
   const size_t target = chosen_index();
-  p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p));
+  p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p), fn);
   HWY_DISPATCH_TABLE(FlashForward)[target](p);
 }
 
@@ -317,8 +347,9 @@ SdpaGradients<float> flash_attention_backward(const Tensor<float>& grad_output, 
   copy_strides(g.d_value.strides(), bp.dv_stride);
 
   if (p.B == 0 || p.Hkv == 0) return g;
+  check_workspace_bound(fn, p, query, key, value);
   const size_t target = chosen_index();
-  bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp));
+  bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp), fn);
   HWY_DISPATCH_TABLE(FlashBackward)[target](bp);
   if (d_mask_full.defined()) {
     const int64_t J = d_mask_view.stride(3) == 0 ? 1 : p.Lk;
