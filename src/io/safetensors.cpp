@@ -30,6 +30,7 @@
 #include <set>
 #include <string_view>
 
+#include "attn/atomic_file.hpp"
 #include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 
@@ -487,19 +488,18 @@ std::vector<uint8_t> serialize_safetensors(const std::map<std::string, Tensor<T>
 template <class T>
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata, const std::string& dtype) {
-  std::ofstream file;
-  bool opened = false;
-  write_all(tensors, metadata, dtype, [&](const uint8_t* p, size_t n) {
-    if (!opened) {  // open only once the arguments have been validated
-      file.open(path, std::ios::binary | std::ios::trunc);
-      if (!file) throw IOError("safetensors: " + path + ": cannot open the file for writing");
-      opened = true;
-    }
-    file.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n));
-    if (!file) throw IOError("safetensors: " + path + ": write failed (disk full?)");
-  });
-  file.close();
-  if (!file) throw IOError("safetensors: " + path + ": write failed when closing the file");
+  // Through a temporary file, renamed over `path` only once every byte is
+  // on disk: a failure (full disk, an exception halfway) keeps the old file.
+  std::optional<AtomicFileWriter> file;
+  try {
+    write_all(tensors, metadata, dtype, [&](const uint8_t* p, size_t n) {
+      if (!file) file.emplace(path);  // created only once the arguments have been validated
+      file->write(p, n);
+    });
+    file->commit();  // (write_all always writes the 8-byte length, so the file exists)
+  } catch (const IOError& e) {
+    throw IOError(std::string("safetensors: ") + e.what());
+  }
 }
 
 template <class T>

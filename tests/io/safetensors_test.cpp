@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "attn/linear.hpp"
+#include "resource_limits.hpp"
 
 using attn::Shape;
 using attn::Tensor;
@@ -420,4 +421,34 @@ TEST(Safetensors, SaveRejectsBadArguments) {
   } catch (const attn::IOError& e) {
     EXPECT_NE(std::string(e.what()).find(unwritable), std::string::npos) << e.what();
   }
+}
+
+// ---- a failed save keeps the old file (issue 17) ------------------------------------------
+
+TEST(Safetensors, ASaveThatFailsMidwayLeavesTheOldFileByteForByte) {
+  // The old file, then a save of ~64 KiB in a child whose files may not
+  // grow past 4 KiB (RLIMIT_FSIZE: the write fails with EFBIG halfway).
+  // save_safetensors used to truncate the file first and write in place.
+  const std::string path = temp_path("atomic");
+  attn::save_safetensors<float>(path, {{"old", pattern<float>({3, 5}, 0.5)}}, {{"v", "1"}});
+  const std::vector<uint8_t> before = read_bytes(path);
+  const int status = attn::testing::run_in_child([&] {
+    if (!attn::testing::limit_file_size(4096)) return 2;
+    try {
+      attn::save_safetensors<float>(path, {{"new", pattern<float>({128, 128}, 1.5)}});
+    } catch (const attn::IOError& e) {
+      return std::string(e.what()).find(path) != std::string::npos ? 0 : 3;  // names the path
+    }
+    return 4;  // no error
+  });
+  EXPECT_EQ(status, 0) << "2: setrlimit failed, 3: the message does not name the path, 4: no IOError";
+  EXPECT_EQ(read_bytes(path), before);
+  // No temporary file is left beside it.
+  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path()))
+    EXPECT_EQ(entry.path().filename().string().find("." + fs::path(path).filename().string()), std::string::npos)
+        << entry.path();
+  // And a save that succeeds replaces it.
+  attn::save_safetensors<float>(path, {{"new", pattern<float>({2, 2}, 1.5)}});
+  EXPECT_EQ(attn::load_safetensors<float>(path).count("new"), 1u);
+  fs::remove(path);
 }

@@ -51,6 +51,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.hpp"
+#include "draw.hpp"
 #include "heatmap.hpp"
 #include "print.hpp"
 #include "progress.hpp"
@@ -334,10 +335,13 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
   cairo_move_to(cr, 20, 52);
   cairo_show_text(cr, subtitle.c_str());
   cairo_destroy(cr);
-  cairo_status_t st = cairo_surface_status(s);
-  if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png(s, path.c_str());
+  try {
+    draw::write_png(s, path, "train");  // a failed write keeps any old picture
+  } catch (...) {
+    cairo_surface_destroy(s);
+    throw;
+  }
   cairo_surface_destroy(s);
-  if (st != CAIRO_STATUS_SUCCESS) throw IOError("train: cannot write " + path + ": " + cairo_status_to_string(st));
 }
 
 // ---- the command ------------------------------------------------------------------------

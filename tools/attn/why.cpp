@@ -282,11 +282,16 @@ constexpr int kAccW = 880, kAccH = 540, kAlignW = 760, kAlignH = 720;
 // Colour-blind-safe pair (Okabe–Ito orange and blue).
 const double kPlainRGB[3] = {0.90, 0.38, 0.0}, kAttnRGB[3] = {0.0, 0.45, 0.70};
 
+// Through draw::write_png (a temporary file renamed over `path`: a failed
+// write keeps the old picture); the surface is destroyed either way.
 void write_png(cairo_surface_t* surface, const std::string& path) {
-  cairo_status_t status = cairo_surface_status(surface);
-  if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_write_to_png(surface, path.c_str());
+  try {
+    draw::write_png(surface, path, "why");
+  } catch (...) {
+    cairo_surface_destroy(surface);
+    throw;
+  }
   cairo_surface_destroy(surface);
-  if (status != CAIRO_STATUS_SUCCESS) throw IOError("why: cannot write " + path + ": " + cairo_status_to_string(status));
 }
 
 // Accuracy (%) against input length: solid = exact sequence, dashed = per token.
