@@ -1,8 +1,18 @@
-# tools/attn/limits_tests.cmake — the command's limits (issue 17): a write
-# that fails keeps the file it was replacing.
+# tools/attn/limits_tests.cmake — the command's limits (issue 17): a file
+# given to --load is checked before it sizes anything, and a write that
+# fails keeps the file it was replacing.
 if(NOT ATTN_BUILD_TESTS)
   return()
 endif()
+
+# ---- --load: the metadata checked against the file's tensors before anything is allocated ----
+# (testdata/make_generate_fixtures.py wrote both files; each is a few hundred bytes.)
+attn_cli_test(limits_generate_load_model_not_in_file
+  "-DARGS=generate --load ${CMAKE_CURRENT_SOURCE_DIR}/testdata/generate_big_metadata.safetensors" -DEXPECT_EXIT=1
+  "-DEXPECT1=generate_big_metadata\\.safetensors: the metadata describes a model with tensor 'embed_tokens\\.weight' \\[27, 4096\\], which the file does not have")
+attn_cli_test(limits_generate_load_absurd_metadata
+  "-DARGS=generate --load ${CMAKE_CURRENT_SOURCE_DIR}/testdata/generate_absurd_metadata.safetensors" -DEXPECT_EXIT=1
+  "-DEXPECT1=metadata \"attn\\.d_model\" = \"999999999\", expected an integer from 1 to 4096")
 
 # ---- a failed write keeps the old file, for every file the command writes ----
 function(attn_write_test name args file)
