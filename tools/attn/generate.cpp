@@ -381,6 +381,9 @@ std::vector<CacheRow> cache_table(int64_t heads, int64_t hd, int64_t gqa_kv_head
 
 // The largest model --load accepts: the ranges of the options that build one.
 constexpr int64_t kMaxLayers = 64, kMaxDModel = 4096, kMaxHeads = 256, kMaxWindow = 4096;
+// And of their products (a model trained here; the run's work). The defaults
+// use 1e5 parameters, 1.3e5 activations and 4e9 flops of comparison.
+constexpr double kMaxParameters = 2e8, kMaxActivations = 1e8, kMaxComparisonFlops = 1e13;
 
 // Each parameter's shape for config `c`, by the names of CharModel's state_dict
 // (Linear weights [out, in], as torch stores them).
@@ -497,6 +500,28 @@ int run_generate(const GenerateOptions& o) {
       return usage("--kv-heads " + std::to_string(o.kv_heads) + " does not divide --heads " + std::to_string(o.heads));
     vocab = make_vocab(kText);
     config = {static_cast<int64_t>(vocab.chars.size()), o.d_model, o.heads, o.kv_heads, o.layers, o.context};
+    // Each option is bounded; their products must be too (64 layers of
+    // width 4096 is 13 G parameters).
+    const double params = static_cast<double>(o.layers) * 12.0 * static_cast<double>(o.d_model) * static_cast<double>(o.d_model);
+    if (params > kMaxParameters)
+      return usage("--layers " + std::to_string(o.layers) + " and --d-model " + std::to_string(o.d_model) +
+                   " make about " + sci(params) + " parameters (12 x layers x d_model^2); at most " + sci(kMaxParameters));
+    const double activations = static_cast<double>(o.batch) * static_cast<double>(o.context) *
+                               static_cast<double>(o.d_model) * static_cast<double>(o.layers);
+    if (activations > kMaxActivations)
+      return usage("--batch x --context x --d-model x --layers = " + sci(activations) +
+                   " (the activations a training step keeps); at most " + sci(kMaxActivations));
+  }
+  {
+    // Generating N tokens also runs the model without the cache over every
+    // prefix, for the comparison: about N^2 / 2 token passes.
+    const double n = static_cast<double>(o.prompt.size() + static_cast<size_t>(o.tokens));
+    const double flops = n * n * static_cast<double>(config.layers) * 12.0 * static_cast<double>(config.d_model) *
+                         static_cast<double>(config.d_model);
+    if (flops > kMaxComparisonFlops)
+      return usage("--tokens " + std::to_string(o.tokens) + " with this model: the comparison without the cache "
+                   "recomputes every prefix, about " + sci(flops) + " flops; at most " + sci(kMaxComparisonFlops) +
+                   ": ask for fewer tokens");
   }
   std::vector<int64_t> prompt;
   for (char c : o.prompt) {
@@ -667,15 +692,15 @@ Run setup_generate(CLI::App& sub) {
   sub.add_option("--prompt", opt->prompt, "text to continue (characters of the training text)")->capture_default_str();
   sub.add_option("--tokens", opt->tokens, "characters to generate")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
   sub.add_option("--steps", opt->steps, "training steps")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000000}));
-  sub.add_option("--layers", opt->layers, "transformer blocks")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
-  sub.add_option("--d-model", opt->d_model, "model width")->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{4096}));
-  sub.add_option("--heads", opt->heads, "query heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{256}));
+  sub.add_option("--layers", opt->layers, "transformer blocks")->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxLayers));
+  sub.add_option("--d-model", opt->d_model, "model width")->capture_default_str()->check(CLI::Range(int64_t{2}, kMaxDModel));
+  sub.add_option("--heads", opt->heads, "query heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxHeads));
   sub.add_option("--kv-heads", opt->kv_heads, "key/value heads: = --heads for MHA, 1 for MQA, between for GQA")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{256}));
-  sub.add_option("--context", opt->context, "training window in characters")->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{4096}));
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxHeads));
+  sub.add_option("--context", opt->context, "training window in characters")->capture_default_str()->check(CLI::Range(int64_t{2}, kMaxWindow));
   sub.add_option("--batch", opt->batch, "training windows per step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
-  sub.add_option("--temperature", opt->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(finite_range(1e-6, 1.0));
+  sub.add_option("--temperature", opt->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(finite_range(0.0, 100.0));
   sub.add_option("--top-k", opt->top_k, "sample among the k likeliest characters; 0 = all")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{100000}));
   sub.add_option("--seed", opt->seed, "seed of the weights (+1: training windows, +2: sampling)")->capture_default_str();
   sub.add_option("--cache", opt->cache, "KV cache storage")->capture_default_str()->check(CLI::IsMember({"float32", "bfloat16", "int8"}));

@@ -473,7 +473,7 @@ Run setup_train(CLI::App& sub) {
   sub.add_option("--batch", opt->batch, "sentences per step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
   sub.add_option("--d-model", opt->d_model, "embedding width")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1024}));
   sub.add_option("--heads", opt->heads, "attention heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
-  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
+  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(finite_range(1e-6, 1.0));
   sub.add_option("--out-dir", opt->out_dir, "where loss.png and attention.png go (created)")->capture_default_str();
   sub.add_flag("--json", opt->json, "print the results as one JSON object (no progress bar)");
   return [opt]() { return run_train(*opt); };

@@ -97,6 +97,10 @@ Setup quick_setup() {
   return s;
 }
 
+// --steps' limit, as `attn train` and `attn generate` have it (each step is a
+// batch through two recurrent models: a million is hours already).
+constexpr int64_t kMaxSteps = 1'000'000;
+
 struct WhyOptions {
   std::string out_dir = ".";
   bool quick = false;
