@@ -28,6 +28,7 @@
 // Deterministic: weights from Generator(--seed), batches from a second
 // Generator(--seed + 1); the SDPA results do not depend on the thread count.
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 
 #include <algorithm>
 #include <chrono>
@@ -339,6 +340,10 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
     draw::write_png(s, path, "train");  // a failed write keeps any old picture
   } catch (...) {
     cairo_surface_destroy(s);
+    // The command ends here: free cairo's and fontconfig's caches, as the
+    // attention picture would have (LeakSanitizer reports them otherwise).
+    cairo_debug_reset_static_data();
+    FcFini();
     throw;
   }
   cairo_surface_destroy(s);

@@ -294,6 +294,8 @@ void write_png(cairo_surface_t* surface, const std::string& path) {
     draw::write_png(surface, path, "why");
   } catch (...) {
     cairo_surface_destroy(surface);
+    cairo_debug_reset_static_data();  // the command ends here: free cairo's and fontconfig's caches (LeakSanitizer)
+    FcFini();
     throw;
   }
   cairo_surface_destroy(surface);
