@@ -12,9 +12,9 @@
 #pragma once
 
 #include <atomic>
-#include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -100,7 +100,7 @@ class ThreadPool {
         if (w >= refuse_from_) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
         threads_.emplace_back([this, w, seen = generation_.load()] { worker(w + 1, seen); });
       }
-    } catch (const std::system_error& e) {
+    } catch (const std::exception& e) {  // std::system_error (EAGAIN), or std::bad_alloc for the vector
       const size_t started = threads_.size();
       keep_.store(static_cast<int>(before));  // workers numbered above `before` leave when woken
       generation_.fetch_add(1);
