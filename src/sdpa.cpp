@@ -7,6 +7,7 @@
 //   fast       src/cpu/flash_attention.cpp  fused, tiled, SIMD, threaded: float
 //
 // tests/cpu/ check the fast one against the reference on every option.
+#include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -124,7 +125,12 @@ Tensor<float> widen(const Tensor<bfloat16>& t, WidenSlot slot) {
   static thread_local std::vector<float> buffers[kSlots];
   std::vector<float>& buf = buffers[slot];
   const int64_t n = t.numel();
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  try {
+    if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  } catch (const std::bad_alloc&) {
+    throw ResourceError("scaled_dot_product_attention: cannot allocate the float32 copy of a bfloat16 input of shape " +
+                        shape_str(t.shape()) + " (" + std::to_string(n) + " floats): out of memory");
+  }
   Tensor<float> out = Tensor<float>::from_blob(buf.data(), t.shape());
   if (t.is_contiguous()) {
     const bfloat16* src = t.data();

@@ -9,6 +9,7 @@
 
 #include "attn/errors.hpp"
 #include "attn/sdpa.hpp"
+#include "resource_limits.hpp"
 
 namespace {
 
@@ -126,6 +127,85 @@ TEST(SdpaDispatch, ReturnLseFalseGivesNoLseOnEitherPath) {
     EXPECT_TRUE(r.output.defined());
     EXPECT_FALSE(r.lse.defined()) << attn::to_string(b);
   }
+}
+
+// ---- sizes: empty, too large, refused (issue 17) ------------------------------------
+// Views of stride 0 (expand) make huge shapes cheap to pass in; what SDPA
+// does with them must be an empty result, a typed error, or (for memory the
+// system refuses) a ResourceError — never a wrapped size and a segfault.
+
+// Expects E whose message contains `fragment`.
+template <class E, class F>
+void expect_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one with '" << fragment << "'";
+  } catch (const E& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(SdpaSizes, AZeroDimensionGivesAnEmptyResultWhateverTheOtherSizes) {
+  // As PyTorch: an output with no elements is a correct answer, even when
+  // the other sizes are huge (these inputs are views of one element).
+  const int64_t big = int64_t{1} << 20;
+  const auto q = Tensor<float>({1, 1, 1, 8}).expand({0, big, big, 8});
+  const auto k = Tensor<float>({1, 1, 1, 8}).expand({0, big, big, 8});
+  for (SdpaBackend backend : {SdpaBackend::Reference, SdpaBackend::Fast}) {
+    SdpaOptions<float> o;
+    o.backend = backend;
+    o.return_lse = true;
+    const auto r = attn::scaled_dot_product_attention(q, k, k, o);
+    EXPECT_EQ(r.output.shape(), (attn::Shape{0, big, big, 8}));
+    EXPECT_EQ(r.lse.shape(), (attn::Shape{0, big, big}));
+    const auto g = attn::scaled_dot_product_attention_backward(r.output, q, k, k, r.output, r.lse, o);
+    EXPECT_EQ(g.d_query.numel(), 0);
+  }
+  // No key at all: every row sees nothing, output 0 (the library's rule).
+  const auto r = attn::scaled_dot_product_attention(ramp<float>({1, 2, 3, 4}, 0.1), Tensor<float>({1, 2, 0, 4}),
+                                                    Tensor<float>({1, 2, 0, 5}));
+  EXPECT_EQ(r.output.shape(), (attn::Shape{1, 2, 3, 5}));
+  for (float x : r.output.to_vector()) EXPECT_EQ(x, 0.0f);
+}
+
+TEST(SdpaSizes, AnOutputWhoseSizeDoesNotFitIsAShapeError) {
+  // query [1, 1, 2^40, 1] and value [1, 1, 1, 2^40] are fine views; the
+  // output [1, 1, 2^40, 2^40] has 2^80 elements.
+  const int64_t t40 = int64_t{1} << 40;
+  const auto q = Tensor<float>({1, 1, 1, 1}).expand({1, 1, t40, 1});
+  const auto k = Tensor<float>({1, 1, 1, 1});
+  const auto v = Tensor<float>({1, 1, 1, 1}).expand({1, 1, 1, t40});
+  expect_error<attn::ShapeError>([&] { (void)attn::scaled_dot_product_attention(q, k, v); },
+                                 "[1, 1, 1099511627776, 1099511627776]");
+}
+
+TEST(SdpaSizes, AWorkspaceThatCannotExistIsAResourceErrorBeforeAnyAllocation) {
+  // Keys [1, 1, 2^29, 2^33] (a view of one element) and one query: the
+  // output is one number, but the fast path would pack 2^62 floats of keys.
+  const auto q = Tensor<float>({1, 1, 1, 1}).expand({1, 1, 1, int64_t{1} << 33});
+  const auto k = Tensor<float>({1, 1, 1, 1}).expand({1, 1, int64_t{1} << 29, int64_t{1} << 33});
+  const auto v = Tensor<float>({1, 1, 1, 1}).expand({1, 1, int64_t{1} << 29, 1});
+  SdpaOptions<float> o;
+  o.backend = SdpaBackend::Fast;
+  expect_error<attn::ResourceError>([&] { (void)attn::scaled_dot_product_attention(q, k, v, o); },
+                                    "key [1, 1, 536870912, 8589934592]");
+}
+
+TEST(SdpaSizes, AnOutputTheSystemRefusesIsAResourceErrorAndLaterCallsWork) {
+  if (attn::testing::kUnderAddressSanitizer)
+    GTEST_SKIP() << "AddressSanitizer's operator new aborts on a failed allocation instead of throwing";
+  // Weights [1, 1, 2^23, 2^23] = 2^46 floats: more than a process can address.
+  const auto q = Tensor<float>({1, 1, 1, 4}).expand({1, 1, int64_t{1} << 23, 4});
+  for (SdpaBackend backend : {SdpaBackend::Reference, SdpaBackend::Fast}) {
+    SdpaOptions<float> o;
+    o.backend = backend;
+    o.return_weights = true;
+    expect_error<attn::ResourceError>([&] { (void)attn::scaled_dot_product_attention(q, q, q, o); },
+                                      "[1, 1, 8388608, 8388608]");
+  }
+  const auto small = ramp<float>({1, 2, 33, 16}, 0.3);
+  const auto r = attn::scaled_dot_product_attention(small, small, small);
+  EXPECT_TRUE(std::isfinite(r.output(0, 1, 32, 15)));
 }
 
 }  // namespace

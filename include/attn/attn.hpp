@@ -2,6 +2,7 @@
 #pragma once
 
 #include "attn/additive_attention.hpp"
+#include "attn/atomic_file.hpp"
 #include "attn/bfloat16.hpp"
 #include "attn/causal_attention.hpp"
 #include "attn/cross_attention.hpp"

@@ -39,6 +39,15 @@ class IOError : public Error {
   using Error::Error;
 };
 
+/// The machine refused what a call needed: memory for a tensor or a kernel's
+/// workspace, or a thread. The message names what was asked for (the shape
+/// and bytes, the thread count). Nothing was half-done: the library stays
+/// usable, and a smaller request can succeed.
+class ResourceError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// "[2, 4, 5, 8]" — shapes are printed the way PyTorch prints torch.Size.
 inline std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "[";

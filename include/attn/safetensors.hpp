@@ -57,7 +57,9 @@ struct SafetensorsHeader {
 /// Writes `tensors` (any strides; names must be non-empty and not "__metadata__")
 /// and `metadata` to `path`. dtype "" writes F32 for float, F64 for double;
 /// "F32", "F64", "F16" or "BF16" converts. Throws ValueError for bad arguments,
-/// IOError if the file cannot be written.
+/// IOError (naming the path) if the file cannot be written. The bytes go to
+/// a temporary file beside `path`, renamed over it once complete and on disk
+/// (attn/atomic_file.hpp): a failed save leaves an existing file as it was.
 template <class T>
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}, const std::string& dtype = "");

@@ -16,33 +16,38 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <numeric>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 
 namespace attn {
 
 using Shape = std::vector<int64_t>;
 
-/// Row-major (C-contiguous) strides of `shape`.
+/// Row-major (C-contiguous) strides of `shape` (sizes >= 0). Throws
+/// ShapeError when they do not fit in 64 bits: the product of the sizes,
+/// zeros counted as 1, is more than 2^63 - 1 (PyTorch refuses the same
+/// shapes: "Stride calculation overflowed").
 inline Shape contiguous_strides(const Shape& shape) {
   Shape strides(shape.size());
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i];
+    if (i > 0 && !detail::checked_mul(s, std::max<int64_t>(shape[i], 1), s))
+      throw ShapeError("shape " + shape_str(shape) + " has strides beyond 2^63 - 1 elements");
   }
   return strides;
 }
 
-/// Product of the sizes; 1 for a 0-d shape.
-inline int64_t numel_of(const Shape& shape) {
-  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-}
+/// Product of the sizes; 1 for a 0-d shape. Throws ShapeError when it does
+/// not fit in int64_t (it never wraps around to a small count).
+inline int64_t numel_of(const Shape& shape) { return detail::size_product(shape, "shape"); }
 
 template <class T>
 class Tensor {
@@ -53,25 +58,19 @@ class Tensor {
   Tensor() = default;
 
   /// A zero-filled contiguous tensor of `shape`.
-  explicit Tensor(Shape shape) : shape_(std::move(shape)) {
-    for (int64_t s : shape_)
-      if (s < 0) throw ShapeError("Tensor: negative size in shape " + shape_str(shape_));
-    strides_ = contiguous_strides(shape_);
-    const int64_t n = numel_of(shape_);
-    storage_ = std::shared_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]());
-  }
+  /// Errors: ShapeError for a negative size, or sizes whose element count,
+  /// strides or byte count do not fit in 64 bits; ResourceError (naming the
+  /// shape and the bytes) when the memory cannot be allocated.
+  explicit Tensor(Shape shape) : shape_(std::move(shape)) { allocate("Tensor", true); }
 
   /// A contiguous tensor of `shape` whose elements are not initialised (like
   /// torch.empty): for an output that a kernel overwrites entirely, where
   /// zero-filling would be a second pass over memory (5% of a short-sequence
-  /// attention call). Read an element only after writing it.
+  /// attention call). Read an element only after writing it. Errors as Tensor(shape).
   static Tensor uninitialized(Shape shape) {
-    for (int64_t s : shape)
-      if (s < 0) throw ShapeError("Tensor::uninitialized: negative size in shape " + shape_str(shape));
     Tensor t;
     t.shape_ = std::move(shape);
-    t.strides_ = contiguous_strides(t.shape_);
-    t.storage_ = std::shared_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(t.numel(), 1))]);
+    t.allocate("Tensor::uninitialized", false);
     return t;
   }
 
@@ -93,6 +92,7 @@ class Tensor {
   /// A view of memory the caller owns (e.g. a numpy array); the caller keeps it
   /// alive. Strides are in elements; empty `strides` means contiguous.
   static Tensor from_blob(T* data, Shape shape, Shape strides = {}) {
+    check_sizes("Tensor::from_blob", shape);
     Tensor t;
     t.shape_ = std::move(shape);
     t.strides_ = strides.empty() ? contiguous_strides(t.shape_) : std::move(strides);
@@ -200,6 +200,9 @@ class Tensor {
   /// Broadcast view to `target` (NumPy rules: align on the right, size-1 or
   /// missing dims are repeated with stride 0). Throws ShapeError otherwise.
   Tensor expand(const Shape& target, const char* what = "tensor") const {
+    // A view costs no memory, but its element count must still fit: every
+    // loop over it, and any copy of it, counts its elements in int64_t.
+    check_sizes((std::string(what) + ": expand").c_str(), target);
     if (dim() > static_cast<int64_t>(target.size()))
       throw ShapeError(std::string(what) + " has shape " + shape_str(shape_) +
                        ", which cannot broadcast to " + shape_str(target));
@@ -222,8 +225,9 @@ class Tensor {
   Tensor reshape(Shape shape) const {
     int64_t infer = -1, known = 1;
     for (size_t i = 0; i < shape.size(); ++i) {
-      if (shape[i] == -1) infer = static_cast<int64_t>(i);
-      else known *= shape[i];
+      if (shape[i] == -1 && infer < 0) infer = static_cast<int64_t>(i);
+      else if (shape[i] < 0 || !detail::checked_mul(known, shape[i], known))
+        throw ShapeError("Tensor::reshape: cannot view shape " + shape_str(shape_) + " as " + shape_str(shape));
     }
     if (infer >= 0) shape[static_cast<size_t>(infer)] = known ? numel() / known : 0;
     if (numel_of(shape) != numel())
@@ -274,6 +278,34 @@ class Tensor {
   }
 
  private:
+  // Sizes >= 0, and a product that fits (numel_of throws otherwise).
+  static void check_sizes(const char* fn, const Shape& shape) {
+    for (int64_t s : shape)
+      if (s < 0) throw ShapeError(std::string(fn) + ": negative size in shape " + shape_str(shape));
+    int64_t n;
+    if (!detail::checked_product(shape, n))
+      throw ShapeError(std::string(fn) + ": shape " + shape_str(shape) + " has more than 2^63 - 1 elements");
+  }
+
+  // Storage for shape_ (contiguous): every count checked before the
+  // allocation, and an allocation the system refuses reported as what it
+  // was (a ResourceError naming the shape and bytes), not as std::bad_alloc.
+  void allocate(const char* fn, bool zero) {
+    check_sizes(fn, shape_);
+    strides_ = contiguous_strides(shape_);
+    const int64_t n = std::max<int64_t>(numel_of(shape_), 1);
+    int64_t bytes;
+    if (!detail::checked_bytes(n, static_cast<int64_t>(sizeof(T)), bytes))
+      throw ShapeError(std::string(fn) + ": shape " + shape_str(shape_) + " of " + std::to_string(sizeof(T)) +
+                       "-byte elements needs more than 2^63 - 1 bytes");
+    try {
+      storage_ = std::shared_ptr<T[]>(zero ? new T[static_cast<size_t>(n)]() : new T[static_cast<size_t>(n)]);
+    } catch (const std::bad_alloc&) {
+      throw ResourceError(std::string(fn) + ": cannot allocate " + std::to_string(bytes) + " bytes for shape " +
+                          shape_str(shape_) + " (" + std::to_string(sizeof(T)) + " bytes per element): out of memory");
+    }
+  }
+
   size_t wrap_dim(int64_t d) const {
     const int64_t n = dim();
     if (d < -n || d >= n)

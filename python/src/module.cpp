@@ -7,6 +7,7 @@
 //   attn::ShapeError  -> attn.ShapeError, a subclass of ValueError
 //   attn::ValueError  -> ValueError
 //   attn::IOError     -> OSError
+//   attn::ResourceError -> MemoryError (memory or threads the system refused)
 //   other attn::Error -> RuntimeError
 // (dtype problems are raised as TypeError where they are detected).
 #include <cstring>
@@ -75,6 +76,8 @@ void translate(const std::exception_ptr& p, void*) {
     set_error(PyExc_ValueError, e.what());
   } catch (const attn::IOError& e) {
     set_error(PyExc_OSError, e.what());
+  } catch (const attn::ResourceError& e) {
+    set_error(PyExc_MemoryError, e.what());
   } catch (const attn::Error& e) {
     set_error(PyExc_RuntimeError, e.what());
   }

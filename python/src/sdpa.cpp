@@ -144,6 +144,8 @@ nb::tuple forward(const Array& q, const Array& k, const Array& v, const Args& ar
     r = with_python_names([&] { return scaled_dot_product_attention(tq, tk, tv, o); });
   } catch (const std::bad_alloc&) {
     out_of_memory(fn, q, k, v, return_weights);
+  } catch (const attn::ResourceError&) {  // a tensor or workspace the system refused
+    out_of_memory(fn, q, k, v, return_weights);
   }
   return nb::make_tuple(to_python(r.output, fw), to_python(r.lse, fw), to_python(r.weights, fw));
 }
@@ -168,6 +170,8 @@ nb::tuple backward(const Array& grad_output, const Array& q, const Array& k, con
                                                    need_mask_grad && o.float_mask.defined());
     });
   } catch (const std::bad_alloc&) {
+    out_of_memory(fn, q, k, v, false);
+  } catch (const attn::ResourceError&) {  // a tensor or workspace the system refused
     out_of_memory(fn, q, k, v, false);
   }
   return nb::make_tuple(to_python(g.d_query, fw), to_python(g.d_key, fw), to_python(g.d_value, fw),

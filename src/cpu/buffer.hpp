@@ -8,8 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <new>
+#include <string>
 
+#include "attn/detail/size_math.hpp"
+#include "attn/errors.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn::cpu {
@@ -27,8 +29,15 @@ class AlignedBuffer {
   ~AlignedBuffer() { std::free(data_); }
 
   /// At least n floats (their contents are whatever the last call left).
-  float* floats(int64_t n) {
-    const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
+  /// `what` names the call in the ResourceError thrown when n is impossible
+  /// or the system refuses the memory (the buffer is then empty, and later
+  /// calls work).
+  float* floats(int64_t n, const char* what) {
+    int64_t checked;
+    if (!detail::checked_bytes(std::max<int64_t>(n, 1), sizeof(float), checked) || checked > kMaxBytes)
+      throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(n) +
+                          " floats (more than 2^62 bytes)");
+    const size_t bytes = static_cast<size_t>(checked);
     if (bytes > capacity_) {
       std::free(data_);
       // A little headroom so a slightly larger call does not reallocate.
@@ -36,13 +45,16 @@ class AlignedBuffer {
       data_ = std::aligned_alloc(64, capacity_);
       if (!data_) {
         capacity_ = 0;
-        throw std::bad_alloc();
+        throw ResourceError(std::string(what) + ": cannot allocate a workspace of " + std::to_string(bytes) +
+                            " bytes: out of memory");
       }
     }
     return static_cast<float*>(data_);
   }
 
  private:
+  // 2^62: the headroom added above must not overflow size_t.
+  static constexpr int64_t kMaxBytes = int64_t{1} << 62;
   void* data_ = nullptr;
   size_t capacity_ = 0;
 };

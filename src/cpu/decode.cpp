@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <string>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
 #include "cpu/buffer.hpp"
@@ -151,16 +152,21 @@ SplitKVResult split_kv_decode(const SdpaProblem<float>& pb, const Tensor<float>&
   p.threads = bytes < 262144.0 ? 1 : get_num_threads();
 
   // Partials [B, Hq, Lq, nsplit, Dv] and [B, Hq, Lq, nsplit]: a row's chunks side by side for the merge.
+  // (rows·Dv is the output's element count; the chunks multiply it, so the
+  // sums saturate and an impossible size becomes floats()'s ResourceError.)
+  using detail::saturating_add, detail::saturating_mul;
   const int64_t rows = p.B * p.Hq * p.Lq;
-  const int64_t part_floats = rows * p.nsplit * p.Dv;
-  float* parts = t_partials.floats(part_floats + rows * p.nsplit + p.threads * p.nsplit);
+  const int64_t part_floats = saturating_mul(saturating_mul(rows, p.nsplit), p.Dv);
+  float* parts = t_partials.floats(saturating_add(saturating_add(part_floats, saturating_mul(rows, p.nsplit)),
+                                                  saturating_mul(p.threads, p.nsplit)),
+                                   "attention_decode");
   p.part_out = parts;
   p.part_lse = parts + part_floats;
   float* weights = p.part_lse + rows * p.nsplit;
 
   const size_t target = chosen_target_index();
   const int64_t per_thread = (HWY_DISPATCH_TABLE(DecodeScratchFloats)[target](p) + 15) / 16 * 16;
-  float* scratch = t_scratch.floats(per_thread * p.threads);
+  float* scratch = t_scratch.floats(saturating_mul(per_thread, p.threads), "attention_decode");
   HWY_DISPATCH_TABLE(SplitKVDecode)[target](p, scratch);
 
   MergeCtx mc{&p, weights};

@@ -433,7 +433,8 @@ struct Layout {
   int64_t dvp = 0;   // Dv rounded up to a whole register tile (2 vectors)
   bool per_item = false;  // PackPerItem: K/V packed per item into scratch
   int64_t kt_per_head = 0, vp_per_head = 0;
-  int64_t kt_off = 0, vp_off = 0, flags_off = 0, mask_off = 0, scratch_off = 0, scratch_per_thread = 0, total = 0;
+  int64_t kt_off = 0, vp_off = 0, flags_off = 0, mask_off = 0, stats_off = 0, scratch_off = 0, scratch_per_thread = 0,
+          total = 0;
   // inside one thread's scratch
   int64_t qp_off = 0, s_off = 0, o_off = 0, m_off = 0, l_off = 0, alpha_off = 0, bmax_off = 0, mlog_off = 0,
           drop_off = 0, local_kt_off = 0, local_vp_off = 0, local_flags_off = 0;
@@ -455,6 +456,7 @@ inline Layout MakeLayout(const FlashForwardParams& p) {
   L.vp_off = all.take(heads * L.vp_per_head);
   L.flags_off = all.take((heads * L.nkb + 3) / 4);  // one byte per (head, key block)
   L.mask_off = all.take((MaskSummaryBytes(p) + 3) / 4);
+  L.stats_off = all.take(p.weights ? 2 * p.B * p.Hq * p.Lq : 0);  // the weights pass's m, l per row
   Carver one;  // one thread's scratch; per-row arrays padded to whole vectors
   L.qp_off = one.take(kBlockQ * p.Dk);  // (also the decode path's [R][Dk] rows: R <= kBlockQ)
   L.s_off = one.take(kBlockQ * kSStride);
@@ -626,10 +628,53 @@ HWY_INLINE VF ExpRowSums(float* HWY_RESTRICT s, float c1, float m_log2) {
   return hn::Add(sum0, sum1);
 }
 
-// The same with the row sum added up (the weights pass, one row at a time).
-HWY_INLINE float ExpRow(float* HWY_RESTRICT s, float c1, float m_log2) {
+// Huge scores. ExpRowSums's one fused s·c1 − m_log2 is exact for the
+// score, but m_log2 is the max rounded twice (scale·max, then ·log2 e): off
+// by a few ulp of |m_log2|. That offset is common to the row and cancels in
+// O / l while it is small; at |m_log2| ~ 1e9 it is a few hundred, and the
+// max's own weight comes out as 2^+300 (inf, then inf / inf = NaN) or
+// 2^−300 (every weight 0, then 0 / 0). So rows whose max is that large take
+// ExpRowSumsExact: the score rounded exactly as the max was (fl(pre·s), pre
+// = scale on a plain block, else 1), minus the max, then times log2 e — the
+// max's exponent is exactly 0, every other one <= 0, as in the reference
+// (and PyTorch), which subtract the max before the exp. One comparison per
+// row and block; ordinary scores never take it. The backward's recomputed
+// weights (GradientTiles) make the same choice with the row's lse.
+constexpr float kFusedExpLimit = 0x1p20f;  // below it the offset is < 0.3 in the exponent
+
+HWY_INLINE bool FusedExpIsSafe(float m_log2) { return std::abs(m_log2) < kFusedExpLimit; }
+
+HWY_INLINE VF ExpRowSumsExact(float* HWY_RESTRICT s, float pre, float m) {
   const DF d;
-  return hn::GetLane(hn::SumOfLanes(d, ExpRowSums(s, c1, m_log2)));
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const VF pv = hn::Set(d, pre), mv = hn::Set(d, m), log2e = hn::Set(d, kLog2e);
+  VF sum = hn::Zero(d);
+  for (int64_t j = 0; j < kBlockK; j += N) {
+    const VF e = Exp2(d, hn::Mul(hn::Sub(hn::Mul(hn::Load(d, s + j), pv), mv), log2e));
+    hn::Store(e, d, s + j);
+    sum = hn::Add(sum, e);
+  }
+  return sum;
+}
+
+// A running or block max beyond that limit (finite: −∞ is a row that has
+// seen nothing yet).
+HWY_INLINE bool IsHuge(float m) { return std::isfinite(m) && !FusedExpIsSafe(m * kLog2e); }
+
+// One q·k as ScoreTile computes each of its lanes: MulAdd over d = 0, 1, ...
+// from zero, in this target's MulAdd (fused or not), so the result is the
+// one ScoreTile gives bit for bit. Slow; for huge scores only (DecodeBlock).
+HWY_INLINE float TileOrderDot(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k, int64_t K) {
+  const DF d;
+  VF acc = hn::Zero(d);
+  for (int64_t x = 0; x < K; ++x) acc = hn::MulAdd(hn::Set(d, q[x]), hn::Set(d, k[x]), acc);
+  return hn::GetLane(acc);
+}
+
+// Pass 3 for row r of a block: ExpRowSums, or ExpRowSumsExact when its max is huge.
+HWY_INLINE VF RowExpSums(float* HWY_RESTRICT s, bool plain, float scale, float m, float m_log2) {
+  if (HWY_LIKELY(FusedExpIsSafe(m_log2))) return ExpRowSums(s, plain ? scale * kLog2e : kLog2e, m_log2);
+  return ExpRowSumsExact(s, plain ? scale : 1.0f, m);
 }
 
 // out = O / l (times the dropout scale), lse = m + log l for query (b, h, i).
@@ -650,6 +695,11 @@ HWY_INLINE void FinishRow(const FlashForwardParams& p, int64_t b, int64_t h, int
   }
   for (; x < p.Dv; ++x) dst[x * p.out_stride[3]] = empty ? 0.0f : o[x] * factor;
   if (p.lse) p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + i * p.lse_stride[2]] = empty ? kNegInf : m + std::log(l);
+  if (p.row_stats) {  // for the weights pass: m and l themselves (see WeightsItem)
+    float* st = p.row_stats + 2 * ((b * p.Hq + h) * p.Lq + i);
+    st[0] = m;
+    st[1] = l;
+  }
 }
 
 // Q block of head (b, h), rows i0 .. i0 + rows − 1, packed by register-tile
@@ -772,10 +822,10 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
         bmax[r] = GeneralRowMax(p, MakeRowScore(p, b, h, i0 + r), jb, s + r * kSStride);
     }
     RescaleRows(RoundUp(rows, N), bmax, m, alpha, mlog);
-    const float c1 = plain ? p.scale * kLog2e : kLog2e;
     for (int64_t r = 0; r < rows; ++r) {
       float* lr = l + r * N;
-      hn::Store(hn::MulAdd(hn::Load(DF(), lr), hn::Set(DF(), alpha[r]), ExpRowSums(s + r * kSStride, c1, mlog[r])),
+      hn::Store(hn::MulAdd(hn::Load(DF(), lr), hn::Set(DF(), alpha[r]),
+                           RowExpSums(s + r * kSStride, plain, p.scale, m[r], mlog[r])),
                 DF(), lr);
     }
 
@@ -955,9 +1005,24 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     for (int64_t r = 0; r < R; ++r)
       bmax[r] = plain ? PlainRowMax(s + r * kSStride, p.scale)
                       : GeneralRowMax(p, MakeRowScore(p, b, head_of(r), row_of(r)), jb, s + r * kSStride);
+    // Huge scores: the lane-parallel dot products above add d in another
+    // order than ScoreTile, which the backward recomputes the scores with;
+    // times a huge scale, that last-bit difference moves a weight by orders
+    // of magnitude between forward and backward. Those blocks are redone in
+    // ScoreTile's order (rare: ordinary scores never come here).
+    bool huge = false;
+    for (int64_t r = 0; r < R; ++r) huge = huge || IsHuge(bmax[r]) || IsHuge(m[r]);
+    if (huge) {
+      for (int64_t j = 0; j < count; ++j)
+        for (int64_t r = 0; r < R; ++r)
+          s[r * kSStride + j] = TileOrderDot(q + r * p.Dk, kbase + (jb + j) * p.k_stride[2], p.Dk);
+      for (int64_t r = 0; r < R; ++r)
+        bmax[r] = plain ? PlainRowMax(s + r * kSStride, p.scale)
+                        : GeneralRowMax(p, MakeRowScore(p, b, head_of(r), row_of(r)), jb, s + r * kSStride);
+    }
     RescaleRows(RoundUp(R, N), bmax, m, alpha, mlog);
-    const float c1 = plain ? p.scale * kLog2e : kLog2e;
-    for (int64_t r = 0; r < R; ++r) l[r] = l[r] * alpha[r] + ExpRow(s + r * kSStride, c1, mlog[r]);
+    for (int64_t r = 0; r < R; ++r)
+      l[r] = l[r] * alpha[r] + hn::GetLane(hn::SumOfLanes(d, RowExpSums(s + r * kSStride, plain, p.scale, m[r], mlog[r])));
     if (p.dropout_p > 0.0)
       for (int64_t r = 0; r < R; ++r)
         for (int64_t j = 0; j < count; ++j)
@@ -1025,20 +1090,23 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
     }
     for (int64_t r = 0; r < rows; ++r) {
       float* w = s + r * kSStride;  // this row's weights, in place of its raw scores
-      const float row_lse = p.lse[b * p.lse_stride[0] + h * p.lse_stride[1] + (i0 + r) * p.lse_stride[2]];
-      if (!seen || row_lse == kNegInf) {  // the row sees no key of this block (or none at all)
+      const float* st = p.row_stats + 2 * ((b * p.Hq + h) * p.Lq + i0 + r);  // the forward's m and l
+      const float row_m = st[0], row_l = st[1];
+      if (!seen || (row_m == kNegInf && !std::isnan(row_l))) {  // the row sees no key of this block (or none at all)
         std::fill(w, w + count, 0.0f);
       } else {
         const RowScore row = MakeRowScore(p, b, h, i0 + r);
-        // e^{s − lse} = 2^{(s − lse)·log2 e}: the difference first, exact
-        // for the scores near lse that carry the weight (Sterbenz), so huge
-        // scores lose nothing (s·log2e − lse·log2e would cancel catastrophically).
-        const VF lse = hn::Set(d, row_lse);
+        // e^{s − m} / l = 2^{(s − m)·log2 e} / l: the difference first, exact
+        // for the scores near m that carry the weight (Sterbenz), so huge
+        // scores lose nothing (s·log2e − m·log2e would cancel
+        // catastrophically). Not e^{s − lse}: with |m| ~ 1e30, lse = m + log l
+        // rounds to m, and every weight of a row of equal scores came out 1.
+        const VF mv = hn::Set(d, row_m), inv_l = hn::Set(d, 1.0f / row_l);
         VF t = hn::Zero(d);
         for (int64_t j = 0; j < kBlockK; j += N) {
           MF hidden = hn::FirstN(d, 0);
           const VF score = ScoreVector(p, row, hn::Load(d, w + j), jb + j, &hidden, &t);
-          hn::Store(hn::IfThenZeroElse(hidden, Exp2(d, hn::Mul(hn::Sub(score, lse), log2e))), d, w + j);
+          hn::Store(hn::IfThenZeroElse(hidden, hn::Mul(Exp2(d, hn::Mul(hn::Sub(score, mv), log2e)), inv_l)), d, w + j);
         }
         if (p.dropout_p > 0.0) {
           const uint64_t state = dropout_row_state(p.dropout_seed, b, h, i0 + r);
@@ -1057,6 +1125,7 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
 void FlashForward(const FlashForwardParams& params) {
   FlashForwardParams p = params;
   Ctx c{&p, MakeLayout(p)};
+  if (p.weights) p.row_stats = p.workspace + c.L.stats_off;
   if (RowBroadcastBoolMask(p)) {
     uint8_t* summary = reinterpret_cast<uint8_t*>(p.workspace + c.L.mask_off);
     SummariseBoolMask(p, summary);
@@ -1267,11 +1336,18 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
     // A row that saw no key (lse = −∞) gets zero gradient: p = 0 throughout.
     const bool dead = lse[r] == kNegInf;
     const VF lse2 = hn::Set(d, dead ? 0.0f : lse[r] * kLog2e);
+    // p = e^{s − lse} fused as in the forward, or, for a huge lse, the score
+    // rounded as the forward rounded it minus lse (see kFusedExpLimit):
+    // lse = fl(max + log l) >= max, so p <= 1 and the max's p is not lost.
+    const bool fused = dead || FusedExpIsSafe(lse[r] * kLog2e);
+    const VF lse_v = hn::Set(d, lse[r]);
     const VF D = hn::Set(d, dd[r]);
     if (plain && !dead) {
-      const VF c1 = hn::Set(d, p.scale * kLog2e);
+      const VF c1 = hn::Set(d, p.scale * kLog2e), scale = hn::Set(d, p.scale);
       for (int64_t j = 0; j < kBlockK; j += N) {
-        const VF pv = Exp2(d, hn::MulSub(hn::Load(d, srow + j), c1, lse2));
+        const VF raw = hn::Load(d, srow + j);
+        const VF pv = fused ? Exp2(d, hn::MulSub(raw, c1, lse2))
+                            : Exp2(d, hn::Mul(hn::Sub(hn::Mul(raw, scale), lse_v), log2e));
         hn::Store(pv, d, srow + j);
         hn::Store(hn::Mul(pv, hn::Sub(hn::Load(d, dprow + j), D)), d, dprow + j);
       }
@@ -1284,7 +1360,8 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
       VF t = zero;
       const VF sc = ScoreVector(p, row, hn::Load(d, srow + j), jb + j, &hidden, &t);
       if (dead) hidden = hn::Not(hn::FirstN(d, 0));  // all lanes
-      const VF pv = hn::IfThenZeroElse(hidden, Exp2(d, hn::MulSub(sc, log2e, lse2)));
+      const VF pv = hn::IfThenZeroElse(
+          hidden, Exp2(d, fused ? hn::MulSub(sc, log2e, lse2) : hn::Mul(hn::Sub(sc, lse_v), log2e)));
       VF dpv = hn::Load(d, dprow + j);
       VF wv = pv;
       if (p.dropout_p > 0.0) {

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <string>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 #include "attn/threading.hpp"
 #include "cpu/buffer.hpp"
@@ -107,6 +108,23 @@ FlashForwardParams prepare(const char* fn, const SdpaProblem<float>& pb, const T
   return p;
 }
 
+// The kernels' layouts (MakeLayout, MakeBwdLayout) add up their buffers in
+// int64_t. Inputs can be views of stride 0, whose shapes cost no memory, so
+// the sizes are bounded first, in double, by more than every buffer of
+// either layout: when the bound fits, none of that arithmetic can overflow;
+// when it does not, the workspace could never be allocated anyway.
+void check_workspace_bound(const char* fn, const FlashForwardParams& p, const Tensor<float>& query,
+                           const Tensor<float>& key, const Tensor<float>& value) {
+  const double width = static_cast<double>(p.Dk) + static_cast<double>(p.Dv) + 128.0;  // padded to tiles
+  const double rows = static_cast<double>(p.Lq) + static_cast<double>(p.Lk) + 1024.0;  // padded to blocks
+  const double heads = static_cast<double>(p.B) * (static_cast<double>(p.Hq) + static_cast<double>(p.Hkv));
+  const double floats = 8.0 * heads * rows * width + static_cast<double>(p.threads) * (1024.0 * width + 65536.0);
+  if (floats > 0x1p59)
+    throw ResourceError(std::string(fn) + ": query " + shape_str(query.shape()) + ", key " + shape_str(key.shape()) +
+                        " and value " + shape_str(value.shape()) + " need a workspace of about " +
+                        std::to_string(4.0 * floats) + " bytes, more than can be allocated");
+}
+
 void require_shape(const char* fn, const char* arg, const Tensor<float>& t, const Shape& want) {
   if (!t.defined() || t.shape() != want)
     throw ShapeError(std::string(fn) + ": " + arg + " has shape " +
@@ -148,8 +166,9 @@ void flash_attention_forward(const SdpaProblem<float>& pb, const Tensor<float>& 
   }
 
   if (p.B == 0 || p.Hq == 0 || p.Lq == 0) return;
+  check_workspace_bound(fn, p, query, key, value);
   const size_t target = chosen_target_index();
-  p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p));
+  p.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashForwardWorkspaceFloats)[target](p), fn);
   HWY_DISPATCH_TABLE(FlashForward)[target](p);
 }
 
@@ -188,9 +207,10 @@ SdpaGradients<float> flash_attention_backward(const SdpaProblem<float>& pb, cons
                                               const Tensor<float>& query, const Tensor<float>& key,
                                               const Tensor<float>& value, const Tensor<float>& output,
                                               const Tensor<float>& lse, bool need_float_mask_grad) {
+  const char* fn = "flash_attention_backward";
   const SdpaOptions<float>& o = *pb.options;
   FlashBackwardParams bp;
-  bp.f = prepare("flash_attention_backward", pb, query, key, value);
+  bp.f = prepare(fn, pb, query, key, value);
   const FlashForwardParams& p = bp.f;
 
   SdpaGradients<float> g;
@@ -236,8 +256,9 @@ SdpaGradients<float> flash_attention_backward(const SdpaProblem<float>& pb, cons
   copy_strides(g.d_value.strides(), bp.dv_stride);
 
   if (p.B == 0 || p.Hkv == 0) return g;
+  check_workspace_bound(fn, p, query, key, value);
   const size_t target = chosen_target_index();
-  bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp));
+  bp.f.workspace = t_workspace.floats(HWY_DISPATCH_TABLE(FlashBackwardWorkspaceFloats)[target](bp), fn);
   HWY_DISPATCH_TABLE(FlashBackward)[target](bp);
   if (d_mask_full.defined()) {
     const int64_t J = d_mask_view.stride(3) == 0 ? 1 : p.Lk;

@@ -19,6 +19,10 @@ struct FlashForwardParams {
   // Returned attention weights [B, Hq, Lq, Lk], or null: written by a second
   // pass after the forward (FlashForward, WeightsItem).
   float* weights = nullptr;  int64_t weights_stride[4] = {};
+  // Set by FlashForward when weights are asked for: each row's final max m
+  // and sum l, [B, Hq, Lq][2] in the workspace (WeightsItem needs both: lse
+  // = m + log l loses log l when |m| is huge).
+  float* row_stats = nullptr;
 
   float scale = 1;
   float softcap = 0;                  // 0 = off

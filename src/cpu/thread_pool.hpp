@@ -12,10 +12,16 @@
 #pragma once
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
+#include <exception>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
+
+#include "attn/errors.hpp"
 
 namespace attn::cpu {
 
@@ -33,8 +39,8 @@ class ThreadPool {
       for (int64_t i = 0; i < n; ++i) body(ctx, i, 0);
       return;
     }
+    grow(threads - 1);  // may throw: nothing of this job has started yet
     inside = true;
-    grow(threads - 1);
     limit_ = threads;
     body_ = body;
     ctx_ = ctx;
@@ -50,6 +56,12 @@ class ThreadPool {
     while (active_.load() != 0) std::this_thread::yield();
     inside = false;
   }
+
+  /// Test hook: starting worker number `workers` (0-based) and beyond fails
+  /// as std::thread does when the system refuses a thread.
+  void refuse_workers_from(int workers) { refuse_from_ = workers; }
+  /// Worker threads started so far (the caller is not counted).
+  size_t workers() const { return threads_.size(); }
 
  private:
   // Claims and runs items until none is left.
@@ -68,7 +80,7 @@ class ThreadPool {
       for (int spin = 0; spin < 2000 && generation_.load() == seen; ++spin) std::this_thread::yield();
       generation_.wait(seen);
       seen = generation_.load();
-      if (stop_.load()) return;
+      if (stop_.load() || thread > keep_.load()) return;
       active_.fetch_add(1);
       if (open_.load() && thread < limit_) work(thread);
       active_.fetch_sub(1);
@@ -76,10 +88,30 @@ class ThreadPool {
   }
 
   // Workers are only ever added (a job with fewer threads leaves the rest
-  // asleep), so changing the thread count does not churn threads.
+  // asleep), so changing the thread count does not churn threads. If the
+  // system refuses a thread (EAGAIN: a process or memory limit), the workers
+  // this call started are stopped and joined again, so the pool is as it was
+  // (every later call can still use the workers it had), and the call gets a
+  // ResourceError naming the count asked for.
   void grow(int workers) {
-    for (int w = static_cast<int>(threads_.size()); w < workers; ++w)
-      threads_.emplace_back([this, w, seen = generation_.load()] { worker(w + 1, seen); });
+    const size_t before = threads_.size();
+    try {
+      for (int w = static_cast<int>(before); w < workers; ++w) {
+        if (w >= refuse_from_) throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+        threads_.emplace_back([this, w, seen = generation_.load()] { worker(w + 1, seen); });
+      }
+    } catch (const std::exception& e) {  // std::system_error (EAGAIN), or std::bad_alloc for the vector
+      const size_t started = threads_.size();
+      keep_.store(static_cast<int>(before));  // workers numbered above `before` leave when woken
+      generation_.fetch_add(1);
+      generation_.notify_all();
+      for (size_t t = before; t < threads_.size(); ++t) threads_[t].join();
+      threads_.resize(before);
+      keep_.store(INT_MAX);
+      throw ResourceError("the thread pool: cannot start " + std::to_string(workers + 1) + " threads (" +
+                          std::to_string(before + 1) + " running, thread " + std::to_string(started + 1) +
+                          " refused by the system: " + e.what() + ")");
+    }
   }
 
   void stop_all() {
@@ -97,6 +129,8 @@ class ThreadPool {
   std::atomic<int> active_{0};
   std::atomic<int64_t> next_{0};
   std::atomic<int> limit_{1};  // threads 0..limit_−1 take part in the current job
+  std::atomic<int> keep_{INT_MAX};  // workers numbered above it leave (a failed grow undoing itself)
+  int refuse_from_ = INT_MAX;       // refuse_workers_from
   int64_t n_ = 0;
   void (*body_)(void*, int64_t, int) = nullptr;
   void* ctx_ = nullptr;

@@ -11,8 +11,10 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
+#include "attn/errors.hpp"
 #include "cpu/parallel.hpp"
 #include "cpu/thread_pool.hpp"
 
@@ -25,10 +27,10 @@ std::atomic<int> g_num_threads{0};
 int default_threads() {
   static const int n = [] {
     if (const char* env = std::getenv("OMP_NUM_THREADS")) {
-      const int v = std::atoi(env);  // "4" or the first of a list "4,2"
-      if (v > 0) return v;
+      const long v = std::strtol(env, nullptr, 10);  // "4" or the first of a list "4,2"
+      if (v > 0) return static_cast<int>(std::min<long>(v, kMaxThreads));
     }
-    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    return std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, kMaxThreads);
   }();
   return n;
 }
@@ -40,7 +42,12 @@ cpu::ThreadPool& pool() {
 
 }  // namespace
 
-void set_num_threads(int n) { g_num_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+void set_num_threads(int n) {
+  if (n > kMaxThreads)
+    throw ValueError("set_num_threads: n = " + std::to_string(n) + ", expected at most " + std::to_string(kMaxThreads) +
+                     " (or <= 0 for the default)");
+  g_num_threads.store(n > 0 ? n : 0, std::memory_order_relaxed);
+}
 
 int get_num_threads() {
   const int n = g_num_threads.load(std::memory_order_relaxed);
@@ -56,7 +63,12 @@ void parallel_for(int64_t n, int threads, void (*body)(void* ctx, int64_t item, 
     for (int64_t i = 0; i < n; ++i) body(ctx, i, 0);
     return;
   }
-  pool().run(n, threads, body, ctx);
+  try {
+    pool().run(n, threads, body, ctx);
+  } catch (const ResourceError& e) {  // name the setting the count came from
+    throw ResourceError(std::string(e.what()) + " (the fast kernels' thread count is " +
+                        std::to_string(get_num_threads()) + ", see set_num_threads)");
+  }
 }
 
 }  // namespace cpu

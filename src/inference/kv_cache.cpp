@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "attn/detail/size_math.hpp"
 #include "inference/rope_row.hpp"
 
 namespace attn {
@@ -57,6 +58,67 @@ const char* to_string(KVStorage storage) {
   return "?";
 }
 
+namespace {
+
+// "config (num_layers 2, batch 1, num_kv_heads 8, capacity 4096, head_dim 128, ...)"
+std::string describe(const KVCacheConfig& c) {
+  std::string s = "config (num_layers " + std::to_string(c.num_layers) + ", batch " + std::to_string(c.batch) +
+                  ", num_kv_heads " + std::to_string(c.num_kv_heads) + ", capacity " + std::to_string(c.capacity) +
+                  ", head_dim " + std::to_string(c.head_dim) + ", value_dim " + std::to_string(c.value_dim);
+  if (c.page_size > 0)
+    s += ", page_size " + std::to_string(c.page_size) + ", num_pages " + std::to_string(c.num_pages) +
+         ", window_tokens " + std::to_string(c.window_tokens);
+  return s + ", storage " + to_string(c.storage) + ")";
+}
+
+// The bytes a KVCache of config `c` allocates (storage, int8 scales and
+// shadow rows, lengths, page tables and free lists), each product checked:
+// a config of huge sizes is refused here, naming them, rather than wrapping
+// to a small buffer that the first append writes past. Fills in the default
+// num_pages. The sizes are >= 0 (checked by the caller).
+int64_t checked_storage_bytes(KVCacheConfig& c) {
+  using detail::checked_add;
+  using detail::checked_mul;
+  const bool paged = c.page_size > 0;
+  const auto too_large = [&] { return ValueError("KVCache: " + describe(c) + " needs more than 2^63 - 1 bytes"); };
+  int64_t end;  // positions are counted up to capacity + a page in the page arithmetic
+  if (!checked_add(c.capacity, std::max<int64_t>(c.page_size, 1), end)) throw too_large();
+  if (paged && c.num_pages == 0) {
+    const int64_t ps = c.page_size;
+    const int64_t per_sequence = c.window_tokens > 0 ? c.window_tokens / ps + (c.window_tokens % ps != 0) + 1
+                                                     : c.capacity / ps + (c.capacity % ps != 0);
+    if (!checked_mul(c.batch, per_sequence, c.num_pages)) throw too_large();
+  }
+  const int64_t rows = paged ? c.num_pages : c.batch, tokens = paged ? c.page_size : c.capacity;
+  const int64_t element = c.storage == KVStorage::Float32 ? 4 : c.storage == KVStorage::BFloat16 ? 2 : 1;
+  // Bytes of a [n0, n1, n2, n3] buffer of `size`-byte elements, added to `total`.
+  const auto add = [&](int64_t& total, int64_t n0, int64_t n1, int64_t n2, int64_t n3, int64_t size) {
+    int64_t n = n0;
+    if (!(checked_mul(n, n1, n) && checked_mul(n, n2, n) && checked_mul(n, n3, n) && checked_mul(n, size, n) &&
+          checked_add(total, n, total)))
+      throw too_large();
+  };
+  int64_t layer = 0;
+  for (const int64_t D : {c.head_dim, c.value_dim < 0 ? c.head_dim : c.value_dim}) {
+    add(layer, rows, c.num_kv_heads, tokens, D, element);
+    if (c.storage == KVStorage::Int8) {  // a scale per group of G tokens, and the float rows of the filling group
+      const int64_t G = c.quant_group;
+      add(layer, rows, c.num_kv_heads, tokens / G + (tokens % G != 0), D, 4);
+      add(layer, c.batch, c.num_kv_heads, G, D, 4);
+    }
+  }
+  add(layer, c.batch, 1, 1, 1, 8);  // lengths
+  if (paged) {
+    add(layer, c.batch, 1, 1, 1, static_cast<int64_t>(sizeof(std::vector<int64_t>)));  // page tables
+    add(layer, c.num_pages, 1, 1, 1, 8);                                               // free list
+  }
+  int64_t total = 0;
+  add(total, layer, c.num_layers, 1, 1, 1);
+  return total;
+}
+
+}  // namespace
+
 // ---- KVCache ---------------------------------------------------------------------
 
 KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
@@ -75,29 +137,35 @@ KVCache::KVCache(const KVCacheConfig& config) : config_(config) {
     throw ValueError(prefix(fn) + "config has window_tokens " + std::to_string(config.window_tokens) +
                      " and page_size " + std::to_string(config.page_size) +
                      "; a sliding-window cache (window_tokens > 0) needs page_size > 0");
-  if (paged() && config_.num_pages == 0) {
-    const int64_t ps = config.page_size;
-    config_.num_pages = config.window_tokens > 0 ? config.batch * ((config.window_tokens + ps - 1) / ps + 1)
-                                                 : config.batch * ((config.capacity + ps - 1) / ps);
-  }
   if (config.storage == KVStorage::Int8 &&
       (config.quant_group <= 0 || (paged() && config.page_size % config.quant_group != 0)))
     throw ValueError(prefix(fn) + "config has quant_group " + std::to_string(config.quant_group) + " and page_size " +
                      std::to_string(config.page_size) +
                      "; an int8 cache needs quant_group > 0 that divides page_size when paged (a group never "
                      "crosses a page)");
-  for (int64_t layer = 0; layer < config.num_layers; ++layer) {
-    keys_.push_back(make_plane(config.head_dim));
-    values_.push_back(make_plane(value_dim()));
-    if (paged()) {
-      page_tables_.emplace_back(static_cast<size_t>(config.batch));
-      std::vector<int64_t> free;
-      for (int64_t p = config_.num_pages; p-- > 0;) free.push_back(p);  // page 0 is handed out first
-      free_pages_.push_back(std::move(free));
+  const int64_t bytes = checked_storage_bytes(config_);  // every size checked before anything is allocated
+  try {
+    for (int64_t layer = 0; layer < config.num_layers; ++layer) {
+      keys_.push_back(make_plane(config.head_dim));
+      values_.push_back(make_plane(value_dim()));
+      if (paged()) {
+        page_tables_.emplace_back(static_cast<size_t>(config.batch));
+        std::vector<int64_t> free;
+        free.reserve(static_cast<size_t>(config_.num_pages));
+        for (int64_t p = config_.num_pages; p-- > 0;) free.push_back(p);  // page 0 is handed out first
+        free_pages_.push_back(std::move(free));
+      }
+      lengths_.emplace_back(static_cast<size_t>(config.batch), 0);
     }
-    lengths_.emplace_back(static_cast<size_t>(config.batch), 0);
+  } catch (const std::bad_alloc&) {
+    throw ResourceError(prefix(fn) + "cannot allocate the " + std::to_string(bytes) + " bytes of " +
+                        describe(config_) + ": out of memory");
+  } catch (const ResourceError&) {
+    throw ResourceError(prefix(fn) + "cannot allocate the " + std::to_string(bytes) + " bytes of " +
+                        describe(config_) + ": out of memory");
   }
 }
+
 
 KVCache::Plane KVCache::make_plane(int64_t D) const {
   const KVCacheConfig& c = config_;

@@ -30,6 +30,8 @@
 #include <set>
 #include <string_view>
 
+#include "attn/atomic_file.hpp"
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 
 namespace attn {
@@ -270,8 +272,64 @@ SafetensorsTensorInfo parse_entry(const ByteSource& src, const std::string& name
              (overflow ? std::string("more than 2^64") : std::to_string(numel) + " x " + std::to_string(d->size)) +
              " bytes, but data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
              "] hold " + std::to_string(info.end - info.begin));
+  // A zero size makes the tensor empty (0 bytes: the check above passes),
+  // but its other sizes still define strides, which must fit in int64_t
+  // (Tensor's rule): [0, 2^40, 2^40] is refused here, naming the tensor,
+  // rather than when the tensor is built.
+  int64_t extent = 1;
+  for (int64_t s : info.shape)
+    if (!detail::checked_mul(extent, std::max<int64_t>(s, 1), extent))
+      src.fail(where + ": shape " + shape_str(info.shape) + " is too large: its sizes multiply to more than 2^63 - 1");
   return info;
 }
+
+// Step 2's checks as a SAX handler: no key twice in one object (kept per
+// open object, log n per key) and no nesting deeper than kMaxJsonDepth.
+// Syntax errors are left to the parse that follows, which reports them.
+class HeaderChecker : public nlohmann::json_sax<json> {
+ public:
+  explicit HeaderChecker(const ByteSource& src) : src_(src) {}
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    open(true);
+    return true;
+  }
+  bool key(string_t& key) override {
+    if (!keys_.back().insert(key).second) src_.fail("the header has the key '" + key + "' twice");
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    open(false);
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // json::parse reports it
+  }
+
+ private:
+  void open(bool object) {
+    if (++depth_ > kMaxJsonDepth) src_.fail("the header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    if (object) keys_.emplace_back();
+  }
+  const ByteSource& src_;
+  int depth_ = 0;
+  std::vector<std::set<std::string>> keys_;  // one per open object
+};
 
 // Steps 1-4 above. Returns the header; the data section starts at 8 + header_size.
 SafetensorsHeader parse_header(ByteSource& src) {
@@ -292,20 +350,15 @@ SafetensorsHeader parse_header(ByteSource& src) {
   if (n == 0 || text[0] != '{') src.fail("the header does not start with '{': not a safetensors file");
 
   // Parse, rejecting duplicate keys (which JSON readers resolve differently)
-  // and needless nesting.
-  std::vector<std::set<std::string>> keys_seen;
+  // and needless nesting: first a SAX pass that only checks those, then the
+  // plain parse. (nlohmann's parse with a callback, which did both in one
+  // pass, rescans the whole enclosing object each time an inner object ends:
+  // quadratic in the number of tensors, over a minute for 200k entries.)
   json header;
   try {
-    header = json::parse(text, [&](int depth, json::parse_event_t event, json& parsed) {
-      if (depth > kMaxJsonDepth) src.fail("the header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-      if (event == json::parse_event_t::object_start) keys_seen.emplace_back();
-      else if (event == json::parse_event_t::object_end && !keys_seen.empty()) keys_seen.pop_back();
-      else if (event == json::parse_event_t::key && !keys_seen.empty()) {
-        const std::string key = parsed.get<std::string>();
-        if (!keys_seen.back().insert(key).second) src.fail("the header has the key '" + key + "' twice");
-      }
-      return true;
-    });
+    HeaderChecker checker(src);
+    json::sax_parse(text, &checker);
+    header = json::parse(text);
   } catch (const json::exception& e) {
     src.fail(std::string("the header is not valid JSON: ") + e.what());
   }
@@ -435,19 +488,18 @@ std::vector<uint8_t> serialize_safetensors(const std::map<std::string, Tensor<T>
 template <class T>
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata, const std::string& dtype) {
-  std::ofstream file;
-  bool opened = false;
-  write_all(tensors, metadata, dtype, [&](const uint8_t* p, size_t n) {
-    if (!opened) {  // open only once the arguments have been validated
-      file.open(path, std::ios::binary | std::ios::trunc);
-      if (!file) throw IOError("safetensors: " + path + ": cannot open the file for writing");
-      opened = true;
-    }
-    file.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n));
-    if (!file) throw IOError("safetensors: " + path + ": write failed (disk full?)");
-  });
-  file.close();
-  if (!file) throw IOError("safetensors: " + path + ": write failed when closing the file");
+  // Through a temporary file, renamed over `path` only once every byte is
+  // on disk: a failure (full disk, an exception halfway) keeps the old file.
+  std::optional<AtomicFileWriter> file;
+  try {
+    write_all(tensors, metadata, dtype, [&](const uint8_t* p, size_t n) {
+      if (!file) file.emplace(path);  // created only once the arguments have been validated
+      file->write(p, n);
+    });
+    file->commit();  // (write_all always writes the 8-byte length, so the file exists)
+  } catch (const IOError& e) {
+    throw IOError(std::string("safetensors: ") + e.what());
+  }
 }
 
 template <class T>

@@ -130,10 +130,11 @@ GRU<T>::GRU(int64_t input_size, int64_t hidden_size, bool bias, bool batch_first
       hidden_size_(detail::positive(hidden_size, "GRU", "hidden_size")),
       has_bias_(bias),
       batch_first_(batch_first) {
-  weight_ih_l0 = Parameter<T>({3 * hidden_size, input_size});
-  weight_hh_l0 = Parameter<T>({3 * hidden_size, hidden_size});
-  bias_ih_l0 = Parameter<T>({bias ? 3 * hidden_size : 0});
-  bias_hh_l0 = Parameter<T>({bias ? 3 * hidden_size : 0});
+  const int64_t gates = detail::size_mul(3, hidden_size, "GRU", "3 x hidden_size");  // r, z, n stacked
+  weight_ih_l0 = Parameter<T>({gates, input_size});
+  weight_hh_l0 = Parameter<T>({gates, hidden_size});
+  bias_ih_l0 = Parameter<T>({bias ? gates : 0});
+  bias_hh_l0 = Parameter<T>({bias ? gates : 0});
   init_uniform(named_parameters(), hidden_size, gen);
 }
 
@@ -271,10 +272,11 @@ GRUCell<T>::GRUCell(int64_t input_size, int64_t hidden_size, bool bias, Generato
     : input_size_(detail::positive(input_size, "GRUCell", "input_size")),
       hidden_size_(detail::positive(hidden_size, "GRUCell", "hidden_size")),
       has_bias_(bias) {
-  weight_ih = Parameter<T>({3 * hidden_size, input_size});
-  weight_hh = Parameter<T>({3 * hidden_size, hidden_size});
-  bias_ih = Parameter<T>({bias ? 3 * hidden_size : 0});
-  bias_hh = Parameter<T>({bias ? 3 * hidden_size : 0});
+  const int64_t gates = detail::size_mul(3, hidden_size, "GRUCell", "3 x hidden_size");  // r, z, n stacked
+  weight_ih = Parameter<T>({gates, input_size});
+  weight_hh = Parameter<T>({gates, hidden_size});
+  bias_ih = Parameter<T>({bias ? gates : 0});
+  bias_hh = Parameter<T>({bias ? gates : 0});
   init_uniform(named_parameters(), hidden_size, gen);
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/errors.hpp"
 #include "attn/tensor.hpp"
 
@@ -64,6 +65,27 @@ inline void check_dropout(double p, const std::string& where) {
 inline int64_t positive(int64_t n, const std::string& where, const std::string& name) {
   if (n <= 0) throw ValueError(where + ": " + name + " = " + std::to_string(n) + ", expected > 0");
   return n;
+}
+
+/// a·b for a size a layer derives from its arguments (3·hidden_size for a
+/// GRU's gates, num_heads·head_dim, ...); throws ValueError naming the
+/// product when it does not fit in int64_t (it would wrap to a small or
+/// negative size). a, b >= 0.
+inline int64_t size_mul(int64_t a, int64_t b, const std::string& where, const std::string& what) {
+  int64_t r;
+  if (!checked_mul(a, b, r))
+    throw ValueError(where + ": " + what + " = " + std::to_string(a) + " x " + std::to_string(b) +
+                     " does not fit in 64 bits");
+  return r;
+}
+
+/// a + b, the same way.
+inline int64_t size_add(int64_t a, int64_t b, const std::string& where, const std::string& what) {
+  int64_t r;
+  if (!checked_add(a, b, r))
+    throw ValueError(where + ": " + what + " = " + std::to_string(a) + " + " + std::to_string(b) +
+                     " does not fit in 64 bits");
+  return r;
 }
 
 /// a += b element-wise (same shape; any strides).

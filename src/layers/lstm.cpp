@@ -23,10 +23,11 @@ LSTM<T>::LSTM(int64_t input_size, int64_t hidden_size, bool bias, bool batch_fir
       hidden_size_(detail::positive(hidden_size, "LSTM", "hidden_size")),
       has_bias_(bias),
       batch_first_(batch_first) {
-  weight_ih_l0 = Parameter<T>({4 * hidden_size, input_size});
-  weight_hh_l0 = Parameter<T>({4 * hidden_size, hidden_size});
-  bias_ih_l0 = Parameter<T>({bias ? 4 * hidden_size : 0});
-  bias_hh_l0 = Parameter<T>({bias ? 4 * hidden_size : 0});
+  const int64_t gates = detail::size_mul(4, hidden_size, "LSTM", "4 x hidden_size");  // i, f, g, o stacked
+  weight_ih_l0 = Parameter<T>({gates, input_size});
+  weight_hh_l0 = Parameter<T>({gates, hidden_size});
+  bias_ih_l0 = Parameter<T>({bias ? gates : 0});
+  bias_hh_l0 = Parameter<T>({bias ? gates : 0});
   detail::init_uniform(named_parameters(), hidden_size, gen);
 }
 

@@ -75,6 +75,11 @@ const MLAConfig& checked(const MLAConfig& c) {
   detail::positive(c.q_latent_dim, who, "q_latent_dim");
   if (c.rope_dim < 0 || c.rope_dim % 2 != 0)
     throw ValueError(who + ": rope_dim = " + std::to_string(c.rope_dim) + ", expected an even number >= 0");
+  // The widths the layer derives (projections, cached rows), checked before
+  // any of them sizes a weight or the latent cache.
+  detail::size_mul(c.num_heads, detail::size_add(c.head_dim, c.rope_dim, who, "head_dim + rope_dim"), who,
+                   "num_heads x (head_dim + rope_dim)");
+  detail::size_add(c.kv_latent_dim, c.rope_dim, who, "kv_latent_dim + rope_dim");
   return c;
 }
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attn/detail/size_math.hpp"
 #include "attn/safetensors.hpp"
 #include "attn/sdpa.hpp"
 
@@ -32,6 +33,26 @@ void BertConfig::validate(const std::string& source) const {
                      "num_attention_heads = " + std::to_string(num_attention_heads));
   if (!(layer_norm_eps >= 0) || !std::isfinite(layer_norm_eps))
     throw ValueError(source + ": layer_norm_eps = " + std::to_string(layer_norm_eps) + ", expected >= 0");
+  // The layers are built one by one: their count is a loop, bounded (BERT
+  // models have up to 48). The parameter count is the sizes' products: it
+  // must fit, or a size would wrap before any tensor could refuse it.
+  constexpr int64_t kMaxLayers = 1024;
+  if (num_hidden_layers > kMaxLayers)
+    throw ValueError(source + ": num_hidden_layers = " + std::to_string(num_hidden_layers) + ", expected at most " +
+                     std::to_string(kMaxLayers));
+  using detail::checked_add, detail::checked_mul;
+  int64_t embeddings = 0, attention = 0, ffn = 0, total = 0;
+  const bool fits = checked_add(vocab_size, max_position_embeddings, embeddings) &&
+                    checked_add(embeddings, type_vocab_size, embeddings) &&
+                    checked_mul(embeddings, hidden_size, embeddings) && checked_mul(hidden_size, hidden_size, attention) &&
+                    checked_mul(attention, 4, attention) && checked_mul(hidden_size, intermediate_size, ffn) &&
+                    checked_mul(ffn, 2, ffn) && checked_add(attention, ffn, total) &&
+                    checked_mul(total, num_hidden_layers, total) && checked_add(total, embeddings, total);
+  if (!fits)
+    throw ValueError(source + ": the sizes (vocab_size " + std::to_string(vocab_size) + ", hidden_size " +
+                     std::to_string(hidden_size) + ", intermediate_size " + std::to_string(intermediate_size) +
+                     ", num_hidden_layers " + std::to_string(num_hidden_layers) +
+                     ") make more than 2^63 - 1 parameters");
 }
 
 BertConfig BertConfig::from_json_file(const std::string& path) {
@@ -233,6 +254,44 @@ void load_bert_weights(BertModel<T>& model, const std::map<std::string, Tensor<T
   }
 }
 
+namespace {
+
+// config.json's sizes decide how much BertModel allocates; a config of a few
+// hundred bytes could ask for terabytes. Before the model is built, the
+// tensors that carry every size (each embedding table, each layer's
+// intermediate projection) are looked up in the weights file's header and
+// their shapes compared with the config: when they match, the model is as
+// large as the file's own tensors, which the reader has checked against the
+// file's size.
+void check_config_against_weights(const BertConfig& c, const SafetensorsHeader& header, const std::string& config_path,
+                                  const std::string& weights_path) {
+  if (c.num_hidden_layers > static_cast<int64_t>(header.tensors.size()))
+    throw ValueError(config_path + ": num_hidden_layers = " + std::to_string(c.num_hidden_layers) + ", but " +
+                     weights_path + " holds only " + std::to_string(header.tensors.size()) + " tensors");
+  const auto expect = [&](const std::string& name, const Shape& shape, const std::string& sizes) {
+    auto it = header.tensors.find(name);
+    if (it == header.tensors.end()) it = header.tensors.find("bert." + name);
+    if (it == header.tensors.end())
+      throw ValueError(weights_path + ": tensor '" + name + "' is missing (a BertModel with " +
+                       std::to_string(c.num_hidden_layers) + " layers needs it)");
+    if (it->second.shape != shape)
+      throw ShapeError(weights_path + ": tensor '" + it->first + "' has shape " + shape_str(it->second.shape) +
+                       ", expected " + shape_str(shape) + " (" + config_path + ": " + sizes + ")");
+  };
+  const std::string H = "hidden_size " + std::to_string(c.hidden_size);
+  expect("embeddings.word_embeddings.weight", {c.vocab_size, c.hidden_size},
+         "vocab_size " + std::to_string(c.vocab_size) + ", " + H);
+  expect("embeddings.position_embeddings.weight", {c.max_position_embeddings, c.hidden_size},
+         "max_position_embeddings " + std::to_string(c.max_position_embeddings) + ", " + H);
+  expect("embeddings.token_type_embeddings.weight", {c.type_vocab_size, c.hidden_size},
+         "type_vocab_size " + std::to_string(c.type_vocab_size) + ", " + H);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    expect("encoder.layer." + std::to_string(l) + ".intermediate.dense.weight", {c.intermediate_size, c.hidden_size},
+           "intermediate_size " + std::to_string(c.intermediate_size) + ", " + H);
+}
+
+}  // namespace
+
 template <class T>
 BertModel<T> BertModel<T>::from_pretrained(const std::string& dir) {
   namespace fs = std::filesystem;
@@ -244,7 +303,8 @@ BertModel<T> BertModel<T>::from_pretrained(const std::string& dir) {
   const BertConfig config = BertConfig::from_json_file(config_path);
   if (!fs::is_regular_file(weights_path, ec))
     throw IOError(weights_path + ": no such file (the model's weights, safetensors format)");
-  BertModel<T> model(config);
+  check_config_against_weights(config, read_safetensors_header(weights_path), config_path, weights_path);
+  BertModel<T> model(config);  // now no larger than the weights file implies
   load_bert_weights(model, load_safetensors<T>(weights_path), weights_path);
   return model;
 }

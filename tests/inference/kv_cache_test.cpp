@@ -28,6 +28,7 @@
 
 #include "attn/kv_cache.hpp"
 #include "attn/sdpa.hpp"
+#include "resource_limits.hpp"
 
 namespace {
 
@@ -444,5 +445,53 @@ TEST(SlidingWindowKVCache, DropsWhatTheWindowNoLongerSees) {
   EXPECT_EQ(cache.free_pages(0), cache.config().num_pages);
 }
 
+// ---- sizes (issue 17) ------------------------------------------------------------------
+// A cache's storage is the product of its config's sizes. A config whose
+// product does not fit used to be constructed (the count wrapped to a small
+// buffer) and segfaulted on the first append; it must be refused at
+// construction, naming the config.
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const attn::Error& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+TEST(KVCacheSizes, AConfigWhoseStorageDoesNotFitIsRefusedAtConstruction) {
+  const int64_t t20 = int64_t{1} << 20;
+  const KVCacheConfig huge{.num_layers = 1, .batch = t20, .num_kv_heads = t20, .capacity = t20, .head_dim = t20};
+  EXPECT_THROW(KVCache{huge}, attn::ValueError);
+  const std::string msg = error_of([&] { KVCache c(huge); });
+  EXPECT_NE(msg.find("batch 1048576, num_kv_heads 1048576, capacity 1048576, head_dim 1048576"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2^63"), std::string::npos) << msg;
+  // Each product separately: capacity alone, the layers, the int8 scales, the paged pool.
+  EXPECT_THROW(KVCache({.capacity = int64_t{1} << 62, .head_dim = 4}), attn::ValueError);
+  EXPECT_THROW(KVCache({.num_layers = int64_t{1} << 40, .capacity = t20, .head_dim = 128}), attn::ValueError);
+  EXPECT_THROW(KVCache({.capacity = 16, .head_dim = 4, .storage = attn::KVStorage::Int8, .quant_group = int64_t{1} << 62}),
+               attn::ValueError);
+  EXPECT_THROW(KVCache({.batch = int64_t{1} << 40, .capacity = int64_t{1} << 40, .head_dim = 4, .page_size = 16}),
+               attn::ValueError);  // the default pool: batch x capacity / page_size pages
+  EXPECT_THROW(KVCache({.capacity = std::numeric_limits<int64_t>::max(), .head_dim = 0}), attn::ValueError);
+}
+
+TEST(KVCacheSizes, StorageTheSystemRefusesIsAResourceErrorAndAnotherCacheWorks) {
+  if (attn::testing::kUnderAddressSanitizer)
+    GTEST_SKIP() << "AddressSanitizer's operator new aborts on a failed allocation instead of throwing";
+  // 2^46 floats per plane: 256 TiB for keys, more than a process can
+  // address (so refused whatever the machine's overcommit policy).
+  const KVCacheConfig big{.num_layers = 1, .batch = 1, .num_kv_heads = 1, .capacity = int64_t{1} << 39, .head_dim = 128};
+  const std::string msg = error_of([&] { KVCache c(big); });
+  EXPECT_NE(msg.find("cannot allocate the 562949953421320 bytes"), std::string::npos) << msg;  // 2 x 2^48 + 8
+  EXPECT_NE(msg.find("capacity 549755813888"), std::string::npos) << msg;
+  KVCache fine({.num_layers = 1, .batch = 1, .num_kv_heads = 2, .capacity = 8, .head_dim = 4});
+  const Tensor<float> kv = Tensor<float>::full({1, 2, 3, 4}, 0.5f);
+  fine.append(0, kv, kv);
+  const auto r = attn::attention_decode(Tensor<float>::full({1, 2, 1, 4}, 1.0f), fine, 0);
+  EXPECT_FLOAT_EQ(r.output(0, 1, 0, 3), 0.5f);
+}
 
 }  // namespace

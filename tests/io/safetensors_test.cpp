@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "attn/linear.hpp"
+#include "resource_limits.hpp"
 
 using attn::Shape;
 using attn::Tensor;
@@ -331,6 +332,38 @@ TEST(SafetensorsMalformed, ShapeDoesNotMatchOffsets) {
       "more than 2^64");
 }
 
+TEST(SafetensorsMalformed, EmptyTensorWithHugeSizesIsRefusedNamingIt) {
+  // 0 bytes of data, but sizes whose strides overflow: this used to reach
+  // Tensor's element count as a signed overflow (UBSan) before any check.
+  expect_io_error(
+      make_file(R"({"t": {"dtype": "F32", "shape": [0, 1099511627776, 1099511627776], "data_offsets": [0, 0]}})", 0),
+      "tensor 't': shape [0, 1099511627776, 1099511627776] is too large");
+  // An empty tensor whose strides fit loads as such.
+  const auto ok = attn::deserialize_safetensors<float>(
+      make_file(R"({"t": {"dtype": "F32", "shape": [0, 1048576, 1048576], "data_offsets": [0, 0]}})", 0));
+  EXPECT_EQ(ok.at("t").shape(), (Shape{0, 1048576, 1048576}));
+}
+
+TEST(Safetensors, AHeaderOfManyEntriesParsesAndFindsEveryName) {
+  // 50k one-element tensors. (The callback parse used before was quadratic
+  // in the entries: 16k took 2 s, 200k over a minute; the timing is in the
+  // commit message, not a timed test.)
+  constexpr int kEntries = 50'000;
+  std::string header = "{";
+  for (int i = 0; i < kEntries; ++i)
+    header += (i ? ",\"t" : "\"t") + std::to_string(i) + R"(":{"dtype":"F32","shape":[1],"data_offsets":[)" +
+              std::to_string(4 * i) + "," + std::to_string(4 * i + 4) + "]}";
+  header += ",\"__metadata__\":{\"k\":\"v\"}}";
+  const auto tensors = attn::deserialize_safetensors<float>(make_file(header, 4 * kEntries));
+  ASSERT_EQ(tensors.size(), static_cast<size_t>(kEntries));
+  for (int i = 0; i < kEntries; i += 997) EXPECT_TRUE(tensors.count("t" + std::to_string(i))) << i;
+  EXPECT_TRUE(tensors.count("t49999"));
+  // A duplicate among them is still found (the check now runs in its own pass).
+  std::string dup = header;
+  dup.replace(dup.find("\"t12345\""), 8, "\"t12346\"");
+  expect_io_error(make_file(dup, 4 * kEntries), "the key 't12346' twice");
+}
+
 TEST(SafetensorsMalformed, OffsetsOverlapLeaveGapsOrRunOut) {
   const std::string a = R"("a": {"dtype": "F32", "shape": [2], "data_offsets": )";
   const std::string b = R"("b": {"dtype": "F32", "shape": [2], "data_offsets": )";
@@ -388,4 +421,34 @@ TEST(Safetensors, SaveRejectsBadArguments) {
   } catch (const attn::IOError& e) {
     EXPECT_NE(std::string(e.what()).find(unwritable), std::string::npos) << e.what();
   }
+}
+
+// ---- a failed save keeps the old file (issue 17) ------------------------------------------
+
+TEST(Safetensors, ASaveThatFailsMidwayLeavesTheOldFileByteForByte) {
+  // The old file, then a save of ~64 KiB in a child whose files may not
+  // grow past 4 KiB (RLIMIT_FSIZE: the write fails with EFBIG halfway).
+  // save_safetensors used to truncate the file first and write in place.
+  const std::string path = temp_path("atomic");
+  attn::save_safetensors<float>(path, {{"old", pattern<float>({3, 5}, 0.5)}}, {{"v", "1"}});
+  const std::vector<uint8_t> before = read_bytes(path);
+  const int status = attn::testing::run_in_child([&] {
+    if (!attn::testing::limit_file_size(4096)) return 2;
+    try {
+      attn::save_safetensors<float>(path, {{"new", pattern<float>({128, 128}, 1.5)}});
+    } catch (const attn::IOError& e) {
+      return std::string(e.what()).find(path) != std::string::npos ? 0 : 3;  // names the path
+    }
+    return 4;  // no error
+  });
+  EXPECT_EQ(status, 0) << "2: setrlimit failed, 3: the message does not name the path, 4: no IOError";
+  EXPECT_EQ(read_bytes(path), before);
+  // No temporary file is left beside it.
+  for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path()))
+    EXPECT_EQ(entry.path().filename().string().find("." + fs::path(path).filename().string()), std::string::npos)
+        << entry.path();
+  // And a save that succeeds replaces it.
+  attn::save_safetensors<float>(path, {{"new", pattern<float>({2, 2}, 1.5)}});
+  EXPECT_EQ(attn::load_safetensors<float>(path).count("new"), 1u);
+  fs::remove(path);
 }

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "attn/additive_attention.hpp"
+#include "attn/gru.hpp"
+#include "attn/lstm.hpp"
+#include "attn/mla.hpp"
 #include "attn/causal_attention.hpp"
 #include "attn/cross_attention.hpp"
 #include "attn/multihead_attention.hpp"
@@ -64,6 +67,37 @@ TEST(LayerEdgeCases, ZeroAttnWithEmptySource) {
   const auto out = mha.forward(uniform({3, 1, 4}, 1), Tensor<double>({0, 1, 4}), Tensor<double>({0, 1, 4}));
   ASSERT_EQ(out.attn_weights.shape(), (Shape{1, 3, 1}));
   for (double w : out.attn_weights.to_vector()) EXPECT_EQ(w, 1.0);
+}
+
+// ---- sizes a layer derives (issue 17) --------------------------------------------------
+// 3·hidden_size (GRU), 4·hidden_size (LSTM), num_heads·(head_dim + rope_dim)
+// (MLA) were computed unchecked: a huge argument wrapped to a small or
+// negative size before any tensor saw it.
+
+template <class F>
+void expect_value_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one with '" << fragment << "'";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(LayerSizes, DerivedSizesThatDoNotFitAreValueErrorsNamingThem) {
+  Generator gen(0);
+  const int64_t huge = int64_t{1} << 62;
+  expect_value_error([&] { GRU<float> m(4, huge, true, false, gen); }, "GRU: 3 x hidden_size = 3 x 4611686018427387904");
+  expect_value_error([&] { GRUCell<float> m(4, huge, true, gen); }, "GRUCell: 3 x hidden_size");
+  expect_value_error([&] { LSTM<float> m(4, huge, true, false, gen); }, "LSTM: 4 x hidden_size");
+  // (torch's MultiheadAttention: its [embed_dim, embed_dim] out_proj is refused first, as a tensor.)
+  EXPECT_THROW(attn::MultiheadAttention<float>(huge, 1, {}, gen), ShapeError);
+  MLAConfig c{.d_model = 8, .num_heads = huge, .head_dim = 2, .rope_dim = 2, .kv_latent_dim = 4, .q_latent_dim = 4};
+  expect_value_error([&] { MultiHeadLatentAttention<float> m(c, gen); }, "num_heads x (head_dim + rope_dim)");
+  c.num_heads = 1;
+  c.rope_dim = huge;
+  c.kv_latent_dim = huge;
+  expect_value_error([&] { MultiHeadLatentAttention<float> m(c, gen); }, "kv_latent_dim + rope_dim");
 }
 
 }  // namespace

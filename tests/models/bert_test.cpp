@@ -207,6 +207,28 @@ TEST(BertErrors, WrongShape) {
   expect_error<ShapeError>(e.str(), "word_embeddings\\.weight' has shape");
 }
 
+TEST(BertErrors, AConfigAskingForMoreThanTheWeightsHoldIsRefusedBeforeAllocating) {
+  // config.json decides how much BertModel allocates. A few hundred bytes of
+  // config used to build (and zero-fill) the whole model before the weights
+  // were read. Now its sizes are bounded, then checked against the weights
+  // file's header before anything is allocated.
+  TempModelDir d("vocab");  // 2^31 x 16 word embeddings: 128 GiB; the file has 82 x 16
+  d.edit_config([](json& j) { j["vocab_size"] = int64_t{1} << 31; });
+  expect_error<ShapeError>(d.str(), "word_embeddings\\.weight' has shape \\[[0-9]+, 16\\], expected "
+                                    "\\[2147483648, 16\\] \\(.*config\\.json: vocab_size 2147483648");
+  TempModelDir f("intermediate");
+  f.edit_config([](json& j) { j["intermediate_size"] = int64_t{1} << 40; });
+  expect_error<ShapeError>(f.str(), "intermediate\\.dense\\.weight' has shape \\[32, 16\\], expected \\[1099511627776, 16\\]");
+  TempModelDir e("layers");
+  e.edit_config([](json& j) { j["num_hidden_layers"] = 1000; });
+  expect_error<ValueError>(e.str(), "num_hidden_layers = 1000, but .*model\\.safetensors holds only [0-9]+ tensors");
+  // Sizes past any file: refused from the config alone.
+  e.edit_config([](json& j) { j["num_hidden_layers"] = int64_t{1} << 40; });
+  expect_error<ValueError>(e.str(), "num_hidden_layers = 1099511627776, expected at most 1024");
+  e.edit_config([](json& j) { j["num_hidden_layers"] = 2; j["vocab_size"] = int64_t{1} << 31; j["hidden_size"] = int64_t{1} << 31; });
+  expect_error<ValueError>(e.str(), "make more than 2\\^63 - 1 parameters");
+}
+
 TEST(BertErrors, PrefixedNamesLoadAndRoundTrip) {
   // BertFor* checkpoints save "bert."-prefixed names; the library's own
   // state_dict, written with save_safetensors, loads back to the same outputs.

@@ -217,6 +217,13 @@ Run setup_bench(CLI::App& sub) {
     const double elems = static_cast<double>(o->batch) * static_cast<double>(o->dim) *
                          (3.0 * static_cast<double>(H * Lq) + 3.0 * static_cast<double>(Hkv * Lk));
     if (elems > 2e9) return usage("the shape needs " + num(elems / 1e9, 1) + " G elements; at most 2 G");
+    // ... or years: 4·B·H·Lq·Lk·D flops per forward, 2.5x that backward, per run.
+    const double runs = static_cast<double>(o->warmup + o->repeats);
+    const double flops = 4.0 * static_cast<double>(o->batch) * static_cast<double>(H) * static_cast<double>(Lq) *
+                         static_cast<double>(Lk) * static_cast<double>(o->dim) * (o->no_backward ? 1.0 : 3.5) * runs;
+    if (flops > 2e13)
+      return usage("the runs need " + num(flops / 1e12, 1) + " TFLOP (" + std::to_string(o->warmup + o->repeats) +
+                   " runs of this shape); at most 20 TFLOP: a smaller shape or fewer --repeats");
     return o->dtype == "double" ? run<double>(*o) : run<float>(*o);
   };
 }

@@ -12,6 +12,7 @@
 // main() builds the parser from the registry.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -19,6 +20,23 @@
 #include <CLI/CLI.hpp>
 
 namespace attn::cli {
+
+/// The check of every floating-point option: a finite number in [lo, hi].
+/// CLI::Range alone is not enough: it lets NaN through (every comparison
+/// with NaN is false), so "--lr nan" would train on NaN. A failed check is a
+/// usage error (exit code 2) naming the option.
+inline CLI::Validator finite_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& input) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(input, v)) return "'" + input + "' is not a number";
+        if (!std::isfinite(v)) return "'" + input + "' is not a finite number";
+        if (v < lo || v > hi) return "'" + input + "' is not in [" + CLI::detail::to_string(lo) + ", " +
+                                     CLI::detail::to_string(hi) + "]";
+        return "";
+      },
+      "FLOAT in [" + CLI::detail::to_string(lo) + " - " + CLI::detail::to_string(hi) + "]");
+}
 
 /// Runs a parsed subcommand; returns the process exit code (0 = success).
 using Run = std::function<int()>;

@@ -694,7 +694,7 @@ Run setup_demo(CLI::App& sub) {
   sub.add_option("--overflow-factor", opt->overflow_factor,
                  "scale the scores by this much to show naive softmax overflowing")
       ->capture_default_str()
-      ->check(CLI::Range(0.001f, 1.0e6f));
+      ->check(finite_range(0.001, 1.0e6));
   auto* text = sub.add_option("--text", opt->text,
                  "another sentence, one token per word (notes' words keep their vectors, others get a built-in "
                  "deterministic 3-d embedding); the query is the second word");

@@ -5,11 +5,57 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <optional>
 #include <string>
 
+#include <attn/atomic_file.hpp>
+#include <attn/errors.hpp>
 #include <cairo.h>
 
 namespace attn::cli::draw {
+
+/// Writes `surface` as a PNG to `path` through attn::AtomicFileWriter, so a
+/// failure (cairo's, a full disk, a file-size limit) keeps any file already
+/// there. Throws IOError "<what>: ..." naming the path. The caller still owns
+/// (and destroys) the surface.
+inline void write_png(cairo_surface_t* surface, const std::string& path, const std::string& what) {
+  cairo_status_t status = cairo_surface_status(surface);
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw IOError(what + ": cannot write " + path + ": " + cairo_status_to_string(status));
+  std::optional<AtomicFileWriter> out;
+  try {
+    out.emplace(path);
+  } catch (const Error& e) {
+    throw IOError(what + ": " + e.what());
+  }
+  // cairo calls back with the PNG's bytes; an exception must not cross its C frames.
+  struct Sink {
+    AtomicFileWriter* out;
+    std::string error;
+  } sink{&*out, ""};
+  status = cairo_surface_write_to_png_stream(
+      surface,
+      [](void* closure, const unsigned char* data, unsigned int n) -> cairo_status_t {
+        auto* s = static_cast<Sink*>(closure);
+        try {
+          s->out->write(data, n);
+          return CAIRO_STATUS_SUCCESS;
+        } catch (const std::exception& e) {
+          s->error = e.what();
+          return CAIRO_STATUS_WRITE_ERROR;
+        }
+      },
+      &sink);
+  if (!sink.error.empty()) throw IOError(what + ": " + sink.error);
+  if (status != CAIRO_STATUS_SUCCESS)
+    throw IOError(what + ": cannot write " + path + ": " + cairo_status_to_string(status));
+  try {
+    out->commit();
+  } catch (const Error& e) {
+    throw IOError(what + ": " + e.what());
+  }
+}
 
 /// Draws `s` so that its ink box's point (align_x, align_y) — each 0 = left /
 /// top, 0.5 = centre, 1 = right / bottom — lands on (x, y).

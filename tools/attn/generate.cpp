@@ -377,6 +377,85 @@ std::vector<CacheRow> cache_table(int64_t heads, int64_t hd, int64_t gqa_kv_head
 
 // ---- the command --------------------------------------------------------------------------
 
+// ---- --load: the file's metadata, checked against its tensors ---------------------------
+
+// The largest model --load accepts: the ranges of the options that build one.
+constexpr int64_t kMaxLayers = 64, kMaxDModel = 4096, kMaxHeads = 256, kMaxWindow = 4096;
+// And of their products (a model trained here; the run's work). The defaults
+// use 1e5 parameters, 1.3e5 activations and 4e9 flops of comparison.
+constexpr double kMaxParameters = 2e8, kMaxActivations = 1e8, kMaxComparisonFlops = 1e13;
+
+// Each parameter's shape for config `c`, by the names of CharModel's state_dict
+// (Linear weights [out, in], as torch stores them).
+std::map<std::string, Shape> expected_parameters(const Config& c) {
+  const int64_t D = c.d_model, hd = c.head_dim();
+  std::map<std::string, Shape> out{{"embed_tokens.weight", {c.vocab, D}}, {"lm_head.weight", {c.vocab, D}}};
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    out[p + "self_attn.q_proj.weight"] = {c.heads * hd, D};
+    out[p + "self_attn.k_proj.weight"] = {c.kv_heads * hd, D};
+    out[p + "self_attn.v_proj.weight"] = {c.kv_heads * hd, D};
+    out[p + "self_attn.o_proj.weight"] = {D, c.heads * hd};
+    out[p + "mlp.up_proj.weight"] = {4 * D, D};
+    out[p + "mlp.down_proj.weight"] = {D, 4 * D};
+  }
+  return out;
+}
+
+struct LoadedModel {
+  Config config;
+  CharVocab vocab;
+};
+
+// The configuration of a file written by --save: its metadata parsed and
+// bounded, then every tensor the configuration implies compared (name and
+// shape; the reader has already matched each shape to its bytes) with the
+// tensors the header lists. Reads the header only. Throws ValueError naming
+// the file and what does not fit.
+LoadedModel read_model(const std::string& path) {
+  const SafetensorsHeader header = read_safetensors_header(path);
+  const auto fail = [&](const std::string& what) { return ValueError("--load " + path + ": " + what); };
+  const auto& meta = header.metadata;
+  for (const char* key : {"attn.vocab", "attn.d_model", "attn.heads", "attn.kv_heads", "attn.layers", "attn.window"})
+    if (!meta.count(key))
+      throw fail(std::string("no \"") + key + "\" in the file's metadata (not written by attn generate --save)");
+  const auto size = [&](const char* key, int64_t max) -> int64_t {
+    const std::string& v = meta.at(key);
+    if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos || std::stoll(v) < 1 ||
+        std::stoll(v) > max)
+      throw fail("metadata \"" + std::string(key) + "\" = \"" + v + "\", expected an integer from 1 to " +
+                 std::to_string(max));
+    return std::stoll(v);
+  };
+  LoadedModel m;
+  m.vocab.chars = meta.at("attn.vocab");
+  std::string sorted = m.vocab.chars;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted.empty() || std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    throw fail("metadata \"attn.vocab\" must list each character once (" + std::to_string(m.vocab.chars.size()) +
+               " characters)");
+  m.config = {static_cast<int64_t>(m.vocab.chars.size()), size("attn.d_model", kMaxDModel), size("attn.heads", kMaxHeads),
+              size("attn.kv_heads", kMaxHeads), size("attn.layers", kMaxLayers), size("attn.window", kMaxWindow)};
+  const Config& c = m.config;
+  if (c.d_model % c.heads != 0 || c.heads % c.kv_heads != 0 || c.head_dim() % 2 != 0)
+    throw fail("inconsistent model sizes in the metadata: d_model " + std::to_string(c.d_model) + ", heads " +
+               std::to_string(c.heads) + ", kv_heads " + std::to_string(c.kv_heads) +
+               " (heads must divide d_model, kv_heads divide heads, and the head dim be even)");
+  const std::map<std::string, Shape> want = expected_parameters(c);
+  for (const auto& [name, shape] : want) {
+    const auto it = header.tensors.find(name);
+    if (it == header.tensors.end())
+      throw fail("the metadata describes a model with tensor '" + name + "' " + shape_str(shape) +
+                 ", which the file does not have");
+    if (it->second.shape != shape)
+      throw fail("tensor '" + name + "' has shape " + shape_str(it->second.shape) + ", but the metadata implies " +
+                 shape_str(shape));
+  }
+  for (const auto& [name, info] : header.tensors)
+    if (!want.count(name)) throw fail("tensor '" + name + "' is not part of the model the metadata describes");
+  return m;
+}
+
 int usage(const std::string& what) {
   std::cerr << "attn generate: error: " << what << "\nusage: attn generate [--prompt TEXT] [--tokens N] [--steps N] "
             << "[--cache float32|bfloat16|int8] [--json]; see `attn generate --help`\n";
@@ -405,23 +484,12 @@ int run_generate(const GenerateOptions& o) {
   CharVocab vocab;
   std::map<std::string, Tensor<float>> loaded;
   if (!o.load.empty()) {
-    const auto meta = load_safetensors_metadata(o.load);
-    for (const char* key : {"attn.vocab", "attn.d_model", "attn.heads", "attn.kv_heads", "attn.layers", "attn.window"})
-      if (!meta.count(key))
-        throw ValueError("--load " + o.load + ": no \"" + key + "\" in the file's metadata (not written by attn generate --save)");
-    const auto size = [&](const char* key) -> int64_t {
-      const std::string& v = meta.at(key);
-      if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos)
-        throw ValueError("--load " + o.load + ": metadata \"" + key + "\" = \"" + v + "\", expected a positive integer");
-      return std::stoll(v);
-    };
-    vocab.chars = meta.at("attn.vocab");
-    config = {static_cast<int64_t>(vocab.chars.size()), size("attn.d_model"), size("attn.heads"),
-              size("attn.kv_heads"), size("attn.layers"), size("attn.window")};
-    if (config.vocab < 1 || config.d_model < 1 || config.heads < 1 || config.kv_heads < 1 || config.layers < 1 ||
-        config.window < 1 || config.d_model % config.heads != 0 || config.heads % config.kv_heads != 0 ||
-        config.head_dim() % 2 != 0)
-      throw ValueError("--load " + o.load + ": inconsistent model sizes in the metadata");
+    // Everything the file says is checked against the file before anything
+    // is allocated: a few hundred bytes of metadata must not ask for a model
+    // of tens of GB.
+    const LoadedModel m = read_model(o.load);
+    config = m.config;
+    vocab = m.vocab;
     loaded = load_safetensors<float>(o.load);
   } else {
     if (o.d_model % o.heads != 0)
@@ -432,6 +500,28 @@ int run_generate(const GenerateOptions& o) {
       return usage("--kv-heads " + std::to_string(o.kv_heads) + " does not divide --heads " + std::to_string(o.heads));
     vocab = make_vocab(kText);
     config = {static_cast<int64_t>(vocab.chars.size()), o.d_model, o.heads, o.kv_heads, o.layers, o.context};
+    // Each option is bounded; their products must be too (64 layers of
+    // width 4096 is 13 G parameters).
+    const double params = static_cast<double>(o.layers) * 12.0 * static_cast<double>(o.d_model) * static_cast<double>(o.d_model);
+    if (params > kMaxParameters)
+      return usage("--layers " + std::to_string(o.layers) + " and --d-model " + std::to_string(o.d_model) +
+                   " make about " + sci(params) + " parameters (12 x layers x d_model^2); at most " + sci(kMaxParameters));
+    const double activations = static_cast<double>(o.batch) * static_cast<double>(o.context) *
+                               static_cast<double>(o.d_model) * static_cast<double>(o.layers);
+    if (activations > kMaxActivations)
+      return usage("--batch x --context x --d-model x --layers = " + sci(activations) +
+                   " (the activations a training step keeps); at most " + sci(kMaxActivations));
+  }
+  {
+    // Generating N tokens also runs the model without the cache over every
+    // prefix, for the comparison: about N^2 / 2 token passes.
+    const double n = static_cast<double>(o.prompt.size() + static_cast<size_t>(o.tokens));
+    const double flops = n * n * static_cast<double>(config.layers) * 12.0 * static_cast<double>(config.d_model) *
+                         static_cast<double>(config.d_model);
+    if (flops > kMaxComparisonFlops)
+      return usage("--tokens " + std::to_string(o.tokens) + " with this model: the comparison without the cache "
+                   "recomputes every prefix, about " + sci(flops) + " flops; at most " + sci(kMaxComparisonFlops) +
+                   ": ask for fewer tokens");
   }
   std::vector<int64_t> prompt;
   for (char c : o.prompt) {
@@ -602,15 +692,15 @@ Run setup_generate(CLI::App& sub) {
   sub.add_option("--prompt", opt->prompt, "text to continue (characters of the training text)")->capture_default_str();
   sub.add_option("--tokens", opt->tokens, "characters to generate")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{100000}));
   sub.add_option("--steps", opt->steps, "training steps")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1000000}));
-  sub.add_option("--layers", opt->layers, "transformer blocks")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
-  sub.add_option("--d-model", opt->d_model, "model width")->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{4096}));
-  sub.add_option("--heads", opt->heads, "query heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{256}));
+  sub.add_option("--layers", opt->layers, "transformer blocks")->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxLayers));
+  sub.add_option("--d-model", opt->d_model, "model width")->capture_default_str()->check(CLI::Range(int64_t{2}, kMaxDModel));
+  sub.add_option("--heads", opt->heads, "query heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxHeads));
   sub.add_option("--kv-heads", opt->kv_heads, "key/value heads: = --heads for MHA, 1 for MQA, between for GQA")
-      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{256}));
-  sub.add_option("--context", opt->context, "training window in characters")->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{4096}));
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxHeads));
+  sub.add_option("--context", opt->context, "training window in characters")->capture_default_str()->check(CLI::Range(int64_t{2}, kMaxWindow));
   sub.add_option("--batch", opt->batch, "training windows per step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
-  sub.add_option("--temperature", opt->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(finite_range(1e-6, 1.0));
+  sub.add_option("--temperature", opt->temperature, "sampling temperature; 0 = greedy")->capture_default_str()->check(finite_range(0.0, 100.0));
   sub.add_option("--top-k", opt->top_k, "sample among the k likeliest characters; 0 = all")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{100000}));
   sub.add_option("--seed", opt->seed, "seed of the weights (+1: training windows, +2: sampling)")->capture_default_str();
   sub.add_option("--cache", opt->cache, "KV cache storage")->capture_default_str()->check(CLI::IsMember({"float32", "bfloat16", "int8"}));

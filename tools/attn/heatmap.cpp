@@ -47,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include <attn/atomic_file.hpp>
 #include <attn/errors.hpp>
 #include <attn/generator.hpp>
 #include <attn/multihead_attention.hpp>
@@ -420,42 +421,57 @@ std::string xml_escape(const std::string& s) {
 
 // cairo's SVG draws text as glyph outlines, which no reader or search finds;
 // a <title> and <desc> (SVG's accessibility elements) carry the words as text.
-void add_svg_description(const std::string& path, const Heatmap& h) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string svg = buf.str();
-  in.close();
+void add_svg_description(std::string& svg, const std::string& path, const Heatmap& h) {
   const size_t open = svg.find("<svg");
   const size_t end = open == std::string::npos ? std::string::npos : svg.find('>', open);
-  if (end == std::string::npos) throw IOError("heatmap: cairo wrote no <svg> element to " + path);
+  if (end == std::string::npos) throw IOError("heatmap: cairo wrote no <svg> element for " + path);
   std::string desc = h.subtitle + ". Rows are queries, columns keys. Tokens:";
   for (const auto& t : h.tokens) desc += " " + t;
   svg.insert(end + 1, "\n<title>" + xml_escape(h.title) + "</title>\n<desc>" + xml_escape(desc) + "</desc>");
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << svg;
-  if (!out) throw IOError("heatmap: cannot write " + path);
 }
 
+// The picture is drawn in memory (PNG: a surface; SVG: a stream into a
+// string) and written through attn::AtomicFileWriter, so a failed write
+// keeps any file already at `path`.
 void render(const Heatmap& h, const std::string& path, bool svg) {
   const Size size = image_size(h.panels.size());
-  cairo_surface_t* surface = svg ? cairo_svg_surface_create(path.c_str(), size.w, size.h)
-                                 : cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size.w, size.h);
+  std::string svg_text;
+  cairo_surface_t* surface =
+      svg ? cairo_svg_surface_create_for_stream(
+                [](void* closure, const unsigned char* data, unsigned int n) -> cairo_status_t {
+                  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), n);
+                  return CAIRO_STATUS_SUCCESS;
+                },
+                &svg_text, size.w, size.h)
+          : cairo_image_surface_create(CAIRO_FORMAT_ARGB32, size.w, size.h);
   cairo_t* cr = cairo_create(surface);
   draw(cr, h, size);
   cairo_destroy(cr);
-  cairo_status_t status = cairo_surface_status(surface);
-  if (!svg && status == CAIRO_STATUS_SUCCESS) status = cairo_surface_write_to_png(surface, path.c_str());
-  cairo_surface_finish(surface);  // the SVG is written here
-  if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_status(surface);
+  std::exception_ptr failed;
+  try {
+    if (svg) {
+      cairo_surface_finish(surface);  // the SVG is streamed out here
+      const cairo_status_t status = cairo_surface_status(surface);
+      if (status != CAIRO_STATUS_SUCCESS)
+        throw IOError("heatmap: cannot write " + path + ": " + cairo_status_to_string(status));
+      add_svg_description(svg_text, path, h);
+      try {
+        write_file_atomically(path, svg_text);
+      } catch (const Error& e) {
+        throw IOError(std::string("heatmap: ") + e.what());
+      }
+    } else {
+      draw::write_png(surface, path, "heatmap");
+    }
+  } catch (...) {
+    failed = std::current_exception();
+  }
   cairo_surface_destroy(surface);
-  if (status != CAIRO_STATUS_SUCCESS)
-    throw IOError("heatmap: cannot write " + path + ": " + cairo_status_to_string(status));
-  if (svg) add_svg_description(path, h);
   // Free cairo's font caches (and fontconfig's, which it holds): a one-shot
   // command does not need them, and LeakSanitizer would report them.
   cairo_debug_reset_static_data();
   FcFini();
+  if (failed) std::rethrow_exception(failed);
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

@@ -22,18 +22,20 @@
 #include <stdexcept>
 #include <string>
 
+#include <attn/detail/size_math.hpp>
+
 namespace attn::cli::params {
 
 /// a·b, or std::overflow_error: custom configurations can be absurd, and a
 /// wrapped count would be a silently wrong answer.
 inline int64_t mul(int64_t a, int64_t b) {
   int64_t r = 0;
-  if (__builtin_mul_overflow(a, b, &r)) throw std::overflow_error("parameter count does not fit in 64 bits");
+  if (!attn::detail::checked_mul(a, b, r)) throw std::overflow_error("parameter count does not fit in 64 bits");
   return r;
 }
 inline int64_t add(int64_t a, int64_t b) {
   int64_t r = 0;
-  if (__builtin_add_overflow(a, b, &r)) throw std::overflow_error("parameter count does not fit in 64 bits");
+  if (!attn::detail::checked_add(a, b, r)) throw std::overflow_error("parameter count does not fit in 64 bits");
   return r;
 }
 

@@ -311,13 +311,17 @@ void render_plot3d(const Plot3D& plot, const std::string& path) {
   cairo_t* cr = cairo_create(surface);
   draw_scene(cr, plot);
   cairo_destroy(cr);
-  cairo_status_t status = cairo_surface_status(surface);
-  if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_write_to_png(surface, path.c_str());
+  std::exception_ptr failed;
+  try {
+    draw::write_png(surface, path, "--plot");
+  } catch (...) {
+    failed = std::current_exception();
+  }
   cairo_surface_destroy(surface);
   // Free cairo's and fontconfig's caches (LeakSanitizer would report them), as heatmap.cpp does.
   cairo_debug_reset_static_data();
   FcFini();
-  if (status != CAIRO_STATUS_SUCCESS) throw IOError("--plot: cannot write " + path + ": " + cairo_status_to_string(status));
+  if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace attn::cli

@@ -28,6 +28,7 @@
 // Deterministic: weights from Generator(--seed), batches from a second
 // Generator(--seed + 1); the SDPA results do not depend on the thread count.
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 
 #include <algorithm>
 #include <chrono>
@@ -52,6 +53,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.hpp"
+#include "draw.hpp"
 #include "heatmap.hpp"
 #include "print.hpp"
 #include "progress.hpp"
@@ -336,10 +338,17 @@ void draw_loss_curve(const std::vector<float>& losses, const std::string& path, 
   cairo_move_to(cr, 20, 52);
   cairo_show_text(cr, subtitle.c_str());
   cairo_destroy(cr);
-  cairo_status_t st = cairo_surface_status(s);
-  if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png(s, path.c_str());
+  try {
+    draw::write_png(s, path, "train");  // a failed write keeps any old picture
+  } catch (...) {
+    cairo_surface_destroy(s);
+    // The command ends here: free cairo's and fontconfig's caches, as the
+    // attention picture would have (LeakSanitizer reports them otherwise).
+    cairo_debug_reset_static_data();
+    FcFini();
+    throw;
+  }
   cairo_surface_destroy(s);
-  if (st != CAIRO_STATUS_SUCCESS) throw IOError("train: cannot write " + path + ": " + cairo_status_to_string(st));
 }
 
 // ---- the command ------------------------------------------------------------------------
@@ -497,7 +506,7 @@ Run setup_train(CLI::App& sub) {
   sub.add_option("--batch", opt->batch, "sentences per step")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{4096}));
   sub.add_option("--d-model", opt->d_model, "embedding width")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1024}));
   sub.add_option("--heads", opt->heads, "attention heads (must divide --d-model)")->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{64}));
-  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
+  sub.add_option("--lr", opt->lr, "Adam's learning rate")->capture_default_str()->check(finite_range(1e-6, 1.0));
   sub.add_option("--out-dir", opt->out_dir, "where loss.png and attention.png go (created)")->capture_default_str();
   sub.add_flag("--json", opt->json, "print the results as one JSON object (no progress bar)");
   return [opt]() { return run_train(*opt); };

@@ -45,6 +45,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -95,6 +96,10 @@ Setup quick_setup() {
   s.eval_per_length = 60;
   return s;
 }
+
+// --steps' limit, as `attn train` and `attn generate` have it (each step is a
+// batch through two recurrent models: a million is hours already).
+constexpr int64_t kMaxSteps = 1'000'000;
 
 struct WhyOptions {
   std::string out_dir = ".";
@@ -282,11 +287,18 @@ constexpr int kAccW = 880, kAccH = 540, kAlignW = 760, kAlignH = 720;
 // Colour-blind-safe pair (Okabe–Ito orange and blue).
 const double kPlainRGB[3] = {0.90, 0.38, 0.0}, kAttnRGB[3] = {0.0, 0.45, 0.70};
 
+// Through draw::write_png (a temporary file renamed over `path`: a failed
+// write keeps the old picture); the surface is destroyed either way.
 void write_png(cairo_surface_t* surface, const std::string& path) {
-  cairo_status_t status = cairo_surface_status(surface);
-  if (status == CAIRO_STATUS_SUCCESS) status = cairo_surface_write_to_png(surface, path.c_str());
+  try {
+    draw::write_png(surface, path, "why");
+  } catch (...) {
+    cairo_surface_destroy(surface);
+    cairo_debug_reset_static_data();  // the command ends here: free cairo's and fontconfig's caches (LeakSanitizer)
+    FcFini();
+    throw;
+  }
   cairo_surface_destroy(surface);
-  if (status != CAIRO_STATUS_SUCCESS) throw IOError("why: cannot write " + path + ": " + cairo_status_to_string(status));
 }
 
 // Accuracy (%) against input length: solid = exact sequence, dashed = per token.
@@ -533,13 +545,22 @@ int run_why(const WhyOptions& o) {
   const uint64_t data_seed = o.seed * 1000003ULL + 17;
   std::exception_ptr err0, err1;
   std::thread t0([&] { try { train(plain, s, task, data_seed, p0); } catch (...) { err0 = std::current_exception(); p0.step = s.steps; } });
-  std::thread t1([&] { try { train(with_attn, s, task, data_seed, p1); } catch (...) { err1 = std::current_exception(); p1.step = s.steps; } });
+  std::thread t1;
+  try {
+    t1 = std::thread([&] { try { train(with_attn, s, task, data_seed, p1); } catch (...) { err1 = std::current_exception(); p1.step = s.steps; } });
+  } catch (const std::system_error&) {
+    // The system refused the second thread: train it here, after the first
+    // (a joinable t0 must not be destroyed, which would end the process).
+    t0.join();
+    if (err0) std::rethrow_exception(err0);
+    train(with_attn, s, task, data_seed, p1);
+  }
   while (p0.step < s.steps || p1.step < s.steps) {
     show_progress(p0, p1, s.steps, s.batch, seconds(), false);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  t0.join();
-  t1.join();
+  if (t0.joinable()) t0.join();
+  if (t1.joinable()) t1.join();
   if (err0) std::rethrow_exception(err0);
   if (err1) std::rethrow_exception(err1);
   const double train_s = seconds();
@@ -600,7 +621,8 @@ Run setup_why(CLI::App& sub) {
   sub.add_option("--out-dir", opt->out_dir, "where to write why_accuracy.png and why_alignment.png")->capture_default_str();
   sub.add_flag("--quick", opt->quick, "a small version that runs in seconds (for tests)");
   sub.add_option("--seed", opt->seed, "seeds the task, the weights and the data")->capture_default_str();
-  sub.add_option("--steps", opt->steps, "training steps (default: 1500, --quick 300)")->check(CLI::PositiveNumber);
+  sub.add_option("--steps", opt->steps, "training steps (default: 1500, --quick 300)")
+      ->check(CLI::Range(int64_t{1}, kMaxSteps));
   sub.add_flag("--json", opt->json, "print the results as JSON");
   return [opt]() {
     if (opt->out_dir.empty()) return usage("--out-dir is empty");
