@@ -188,16 +188,7 @@ struct Model {
     Tensor<float> x = tok.forward(ids1);
     const Tensor<float> p = pos.forward(positions);
     for (int64_t i = 0; i < x.numel(); ++i) x.flat(i) += p.flat(i);
-    const int64_t H = mha.num_heads(), hd = mha.head_dim();
-    auto split = [&](const Tensor<float>& t) { return t.reshape({1, kLen, H, hd}).transpose(1, 2); };
-    SdpaOptions<float> opt;
-    opt.is_causal = true;
-    opt.return_weights = true;
-    const auto r = scaled_dot_product_attention(split(mha.W_query.apply(x)), split(mha.W_key.apply(x)),
-                                                split(mha.W_value.apply(x)), opt);
-    std::vector<Tensor<float>> out;
-    for (int64_t hh = 0; hh < H; ++hh) out.push_back(r.weights.select(0, 0).select(0, hh).clone());
-    return out;
+    return causal_head_weights(mha, x);
   }
 };
 
@@ -515,6 +506,19 @@ Run setup_train(CLI::App& sub) {
 const Register kTrain{{"train", "Train a small causal multi-head attention model: which noun does \"it\" refer to?", setup_train}};
 
 }  // namespace
+
+std::vector<Tensor<float>> causal_head_weights(const MultiHeadAttention<float>& mha, const Tensor<float>& x) {
+  const int64_t L = x.size(1), H = mha.num_heads(), hd = mha.head_dim();
+  auto split = [&](const Tensor<float>& t) { return t.reshape({1, L, H, hd}).transpose(1, 2); };
+  SdpaOptions<float> opt;
+  opt.is_causal = true;
+  opt.return_weights = true;
+  const auto r = scaled_dot_product_attention(split(mha.W_query.apply(x)), split(mha.W_key.apply(x)),
+                                              split(mha.W_value.apply(x)), opt);
+  std::vector<Tensor<float>> heads;
+  for (int64_t h = 0; h < H; ++h) heads.push_back(r.weights.select(0, 0).select(0, h).clone());
+  return heads;
+}
 
 LearnedAttention learned_attention(int64_t steps, uint64_t seed) {
   TrainOptions o;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <attn/multihead_attention.hpp>
 #include <attn/tensor.hpp>
 
 namespace attn::cli {
@@ -19,6 +20,10 @@ struct LearnedAttention {
   double heldout_accuracy = 0;
   float final_loss = 0;
 };
+
+/// The per-head weights of `mha` on x [1, L, d_in] with the causal mask:
+/// [H] × [L, L], softmax(Q_h K_hᵀ/√head_dim + mask), through the library's SDPA.
+std::vector<Tensor<float>> causal_head_weights(const MultiHeadAttention<float>& mha, const Tensor<float>& x);
 
 /// Trains `attn train --steps S --seed SEED`'s model (other options at their
 /// defaults) with no output and no files; deterministic, as `attn train` is.

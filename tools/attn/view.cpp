@@ -131,16 +131,7 @@ json seeded_heads(const std::vector<std::string>& words, const Tensor<float>& x)
   const int64_t L = x.size(0), H = 2;
   Generator gen(kSeedHeads);
   MultiHeadAttention<float> m(3, kDOut, L, 0.0, H, /*qkv_bias=*/false, gen);
-  const int64_t hd = m.head_dim();
-  const Tensor<float> x1 = x.clone().reshape({1, L, 3});
-  auto split = [&](const Tensor<float>& t) { return t.reshape({1, L, H, hd}).transpose(1, 2); };
-  SdpaOptions<float> opt;
-  opt.is_causal = true;
-  opt.return_weights = true;
-  const auto r = scaled_dot_product_attention(split(m.W_query.apply(x1)), split(m.W_key.apply(x1)),
-                                              split(m.W_value.apply(x1)), opt);
-  std::vector<Tensor<float>> heads;
-  for (int64_t h = 0; h < H; ++h) heads.push_back(r.weights.select(0, 0).select(0, h).clone());
+  const std::vector<Tensor<float>> heads = causal_head_weights(m, x.clone().reshape({1, L, 3}));
   return {{"id", "seeded"},
           {"name", "seeded MultiHeadAttention"},
           {"description", "attn::MultiHeadAttention(d_in 3, d_out 2, num_heads 2, head_dim 1), causal, weights from "
