@@ -1087,9 +1087,12 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
           hn::Store(hn::IfThenZeroElse(hidden, Exp2(d, hn::Mul(hn::Sub(score, lse), log2e))), d, w + j);
         }
         if (p.dropout_p > 0.0) {
+          // p·z as the reference computes it: a dropped weight is p·0, which
+          // is 0 — or NaN in a row a NaN score made NaN, as in the reference
+          // and torch (a plain 0 there passed for a real weight).
           const uint64_t state = dropout_row_state(p.dropout_seed, b, h, i0 + r);
           for (int64_t j = 0; j < count; ++j)
-            w[j] = (w[j] != 0.0f && !dropout_keep_j(state, jb + j, drop_threshold)) ? 0.0f : w[j] * p.dropout_scale;
+            w[j] *= dropout_keep_j(state, jb + j, drop_threshold) ? p.dropout_scale : 0.0f;
         }
       }
       float* dst = dst_row(r);
