@@ -1344,7 +1344,9 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
         const VF zv = hn::Load(d, z);
         const MF dropped = hn::Eq(zv, zero);
         dpv = hn::IfThenZeroElse(dropped, hn::Mul(zv, dpv));
-        wv = hn::Mul(pv, zv);
+        // A dropped key adds nothing to dV, as in the reference (which skips
+        // it): p·0 would be NaN in a row that a NaN score made NaN.
+        wv = hn::IfThenZeroElse(dropped, hn::Mul(pv, zv));
       }
       VF ds = hn::IfThenZeroElse(hidden, hn::Mul(pv, hn::Sub(dpv, D)));
       if (write_mask_grad) {  // each (b, h, i, j) is visited once
