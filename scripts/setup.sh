@@ -13,6 +13,7 @@ packages=(
   libcli11-dev                                           # the attn command's argument parser
   libopenblas-dev                                        # BLAS for large matrix products
   libcairo2-dev                                          # pictures (heatmaps, plots)
+  clang libclang-rt-dev                                  # the fuzz preset: libFuzzer (-fsanitize=fuzzer), FuzzedDataProvider.h
   python3 python3-pip
 )
 
