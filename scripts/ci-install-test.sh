@@ -4,7 +4,12 @@
 #   2. cmake --install it into a temporary prefix,
 #   3. configure + build tests/install/consumer, an outside project that only
 #      does find_package(attn) and links attn::attn, against that prefix,
-#   4. run the consumer and the installed `attn` command.
+#   4. run the consumer and the installed `attn` command;
+#   5. configure + build tests/subdir-consumer, an outside project that adds
+#      attn's source tree with add_subdirectory (no build type): it fails to
+#      configure if attn defines anything but its library there (tests,
+#      benchmarks, tools, examples) or changes the parent's build type; its
+#      install must install nothing of attn.
 # Usage: scripts/ci-install-test.sh        (from anywhere; needs scripts/setup.sh's packages)
 # Set ATTN_KEEP_TMP=1 to keep the temporary directory for inspection.
 set -euo pipefail
@@ -43,4 +48,14 @@ echo "== install-test: run the consumer and the installed attn command"
 "$tmp/consumer/consumer"
 "$tmp/prefix/bin/attn" --version
 "$tmp/prefix/bin/attn" demo | grep -E '^z2 +0\.4419 +0\.6515 +0\.5683$'
+echo "== install-test: add_subdirectory(attn) from an outside project"
+cmake -S "$repo/tests/subdir-consumer" -B "$tmp/subdir" "${generator[@]}" -DATTN_SOURCE_DIR="$repo"
+cmake --build "$tmp/subdir" -j"$jobs"
+"$tmp/subdir/consumer"
+cmake --install "$tmp/subdir" --prefix "$tmp/subdir-prefix" >/dev/null
+if [ -d "$tmp/subdir-prefix" ] && [ -n "$(find "$tmp/subdir-prefix" -type f)" ]; then
+  echo "install-test: installing the add_subdirectory consumer installed attn's files:" >&2
+  find "$tmp/subdir-prefix" -type f >&2
+  exit 1
+fi
 echo "install-test: ok"

@@ -14,6 +14,7 @@ packages=(
   libopenblas-dev                                        # BLAS for large matrix products
   libcairo2-dev                                          # pictures (heatmaps, plots)
   chromium chromium-driver                               # attn view's page, tested in headless Chromium (Selenium)
+  clang libclang-rt-dev                                  # the fuzz preset: libFuzzer (-fsanitize=fuzzer), FuzzedDataProvider.h
   python3 python3-pip
 )
 

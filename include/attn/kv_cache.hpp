@@ -31,7 +31,8 @@
 //   with bottom-right alignment and Lq new rows, W >= window_left + Lq suffices.
 //
 // Storage type (KVCacheConfig::storage): float32; bfloat16 (half the bytes,
-// |error| <= 2^-8·|x|: round to nearest even); int8 with per-channel scales
+// |error| <= max(2^-8·|x|, 2^-134): round to nearest even; the second term is
+// half the spacing of bfloat16's subnormals, below 2^-126); int8 with per-channel scales
 // (a quarter of the bytes plus one float per channel per group of
 // quant_group tokens): keys and values alike, each group of G consecutive
 // tokens of a head keeps one scale per channel d, s_d = max_t |x_td| / 127,
@@ -69,7 +70,7 @@ namespace attn {
 /// How a KVCache stores keys and values (see the comment above).
 enum class KVStorage {
   Float32,   ///< 4 bytes per element, exact
-  BFloat16,  ///< 2 bytes per element, |error| <= 2^-8·|x|
+  BFloat16,  ///< 2 bytes per element, |error| <= max(2^-8·|x|, 2^-134) (subnormals: the second)
   Int8,      ///< 1 byte per element + a float scale per (group of quant_group tokens, head, channel)
 };
 const char* to_string(KVStorage storage);

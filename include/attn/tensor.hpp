@@ -99,7 +99,13 @@ class Tensor {
     if (t.strides_.size() != t.shape_.size())
       throw ShapeError("Tensor::from_blob: strides " + shape_str(t.strides_) +
                        " do not match shape " + shape_str(t.shape_));
-    t.storage_ = std::shared_ptr<T[]>(data, [](T*) {});
+    // An empty buffer's data() may be null (an empty std::vector, numpy or
+    // DLPack array): the view is still a defined, empty tensor, not "not
+    // given" (a null storage_); it owns one element that nothing reads.
+    if (data == nullptr && numel_of(t.shape_) == 0)
+      t.storage_ = std::shared_ptr<T[]>(new T[1]());
+    else
+      t.storage_ = std::shared_ptr<T[]>(data, [](T*) {});
     return t;
   }
 

@@ -27,8 +27,7 @@
 #include <attn/threading.hpp>
 
 #include "convert.hpp"
-
-int attn_cli_main(int argc, char** argv);  // tools/attn/main.cpp's main(), renamed by python/CMakeLists.txt
+#include "run_main.hpp"  // tools/attn/: the `attn` command as a function
 
 namespace attn::python {
 
@@ -144,7 +143,7 @@ NB_MODULE(_core, m) {
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
-        const int rc = attn_cli_main(static_cast<int>(args.size()), argv.data());
+        const int rc = attn::cli::run_main(static_cast<int>(args.size()), argv.data());
         std::cout.flush();
         std::cerr.flush();
         return rc;

@@ -225,8 +225,9 @@ inline void BlockScores(const float* HWY_RESTRICT q, int64_t qs, int64_t R, cons
     for (int64_t r = 0; r < R; ++r) s[r * kBlock + j] = Dot(q + r * qs, k + j * ks, Dk);
 }
 
-// o_r += Σ_j P[r, j] · v_j over a block every row sees entirely (no weight is
-// a hidden key's). Register tile: 2 rows × 4 value rows: 8 broadcast
+// o_r += Σ_j P[r, j] · v_j over a block every row sees entirely and where no
+// weight is exactly 0 (see HasZeroWeight: it multiplies every weight, so a
+// NaN/Inf value behind a 0 would reach the output). Register tile: 2 rows × 4 value rows: 8 broadcast
 // weights, 4 value vectors and 2 output vectors; the output rows are loaded
 // and stored once per 4 keys. (A version that kept 2 rows × 32 columns of
 // the output in registers for the whole block, walking V by columns, did as
@@ -294,9 +295,24 @@ inline void BlockPV(const float* HWY_RESTRICT s, int64_t R, const E* HWY_RESTRIC
   }
 }
 
-// The same sum for a block at the edge of some row's causal or window band:
-// a weight of 0 (a hidden key) is skipped, so that a NaN or Inf stored at a
-// hidden position can never reach the output.
+// Whether some weight P[r, j] of the block is exactly 0: a key outside a
+// row's band, but also, in a block every row sees, a key whose score is −∞
+// (a −∞ in the key) or so far below the row's largest that e^{s − m}
+// underflows. The reference and the flash kernels skip such a key's value
+// rather than multiply it by 0, so a NaN or ±∞ stored there never reaches the
+// output; BlockPVMasked does the same. (R·count compares, beside the
+// R·count·Dv multiply-adds of the sum.)
+inline bool HasZeroWeight(const float* HWY_RESTRICT s, int64_t R, int64_t count) {
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t j = 0; j < count; ++j)
+      if (s[r * kBlock + j] == 0.0f) return true;
+  return false;
+}
+
+// The same sum for a block at the edge of some row's causal or window band,
+// or holding a weight of exactly 0: a weight of 0 (a hidden key, or one whose
+// weight underflowed) is skipped, so that a NaN or Inf stored there can never
+// reach the output.
 template <class E>
 inline void BlockPVMasked(const float* HWY_RESTRICT s, int64_t R, const E* HWY_RESTRICT v, int64_t vs,
                           int64_t count, int64_t Dv, float* HWY_RESTRICT o, int64_t os) {
@@ -482,7 +498,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     }
     // O += P·V, values read the same way.
     auto pv = [&](const float* w, const auto* vrows, int64_t vs, int64_t n, float* out) {
-      if (full)
+      if (full && !HasZeroWeight(w, R, n))
         BlockPV(w, R, vrows, vs, n, p.Dv, out, c.Dvp);
       else
         BlockPVMasked(w, R, vrows, vs, n, p.Dv, out, c.Dvp);

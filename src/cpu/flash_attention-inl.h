@@ -1109,9 +1109,12 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
           hn::Store(hn::IfThenZeroElse(hidden, hn::Mul(Exp2(d, hn::Mul(hn::Sub(score, mv), log2e)), inv_l)), d, w + j);
         }
         if (p.dropout_p > 0.0) {
+          // p·z as the reference computes it: a dropped weight is p·0, which
+          // is 0 — or NaN in a row a NaN score made NaN, as in the reference
+          // and torch (a plain 0 there passed for a real weight).
           const uint64_t state = dropout_row_state(p.dropout_seed, b, h, i0 + r);
           for (int64_t j = 0; j < count; ++j)
-            w[j] = (w[j] != 0.0f && !dropout_keep_j(state, jb + j, drop_threshold)) ? 0.0f : w[j] * p.dropout_scale;
+            w[j] *= dropout_keep_j(state, jb + j, drop_threshold) ? p.dropout_scale : 0.0f;
         }
       }
       float* dst = dst_row(r);
@@ -1372,7 +1375,9 @@ HWY_INLINE void GradientTiles(const FlashBackwardParams& bp, const BwdLayout& L,
         const VF zv = hn::Load(d, z);
         const MF dropped = hn::Eq(zv, zero);
         dpv = hn::IfThenZeroElse(dropped, hn::Mul(zv, dpv));
-        wv = hn::Mul(pv, zv);
+        // A dropped key adds nothing to dV, as in the reference (which skips
+        // it): p·0 would be NaN in a row that a NaN score made NaN.
+        wv = hn::IfThenZeroElse(dropped, hn::Mul(pv, zv));
       }
       VF ds = hn::IfThenZeroElse(hidden, hn::Mul(pv, hn::Sub(dpv, D)));
       if (write_mask_grad) {  // each (b, h, i, j) is visited once

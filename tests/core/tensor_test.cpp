@@ -132,3 +132,17 @@ TEST(TensorSizes, AFailedAllocationIsAResourceErrorAndTheLibraryStaysUsable) {
   fine(2, 3) = 1.0f;
   EXPECT_EQ(fine.to_vector().back(), 1.0f);
 }
+
+// An empty buffer's data() may be null (std::vector, numpy); a view of it is
+// an empty tensor, not an undefined one ("not given"). Found by
+// fuzz/sdpa_fuzzer.cpp: bfloat16 SDPA widens into a std::vector viewed with
+// from_blob, and an empty sequence made it throw "query has shape (undefined)".
+TEST(Tensor, FromBlobOfAnEmptyNullBufferIsDefined) {
+  const Tensor<float> t = Tensor<float>::from_blob(nullptr, {2, 0, 3});
+  EXPECT_TRUE(t.defined());
+  EXPECT_EQ(t.shape(), (attn::Shape{2, 0, 3}));
+  EXPECT_EQ(t.numel(), 0);
+  EXPECT_TRUE(t.to_vector().empty());
+  float x = 1.0f;
+  EXPECT_TRUE(Tensor<float>::from_blob(&x, {0}).defined());
+}

@@ -289,6 +289,48 @@ TEST(SplitKVDecode, NaNInAVisibleKeyOrQueryMakesTheRowNaN) {
   attn::cpu::force_simd_target("");
 }
 
+// A key whose weight is exactly 0 although no mask hides it — its score is
+// −∞ (a −∞ in the key), or 200 below the row's largest so e^{s − m}
+// underflows in float — has its value skipped, not multiplied by 0, as the
+// reference and the prefill kernel do: a NaN or ±∞ stored in that value must
+// not reach the output. Found by fuzz/kv_cache_fuzzer.cpp: the decode kernel
+// multiplied every weight of a block that every row sees (0·∞ = NaN). Every
+// storage, every SIMD target, unsplit and split.
+TEST(SplitKVDecode, AValueBehindAZeroWeightNeverReachesTheOutput) {
+  const int64_t L = 70, D = 8;  // two blocks of keys: the zero weights sit in a whole, unmasked block
+  auto k = random_tensor<float>({1, 1, L, D}, 50), v = random_tensor<float>({1, 1, L, D}, 51);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  auto q = random_tensor<float>({1, 1, 1, D}, 52);
+  for (int64_t x = 0; x < D; ++x) q(0, 0, 0, x) = 1.0f;
+  k(0, 0, 3, 0) = -inf;  // score −∞: weight 0
+  v(0, 0, 3, 1) = inf;
+  for (int64_t x = 0; x < D; ++x) k(0, 0, 10, x) = -100.0f;  // score 800·scale below the others: underflows
+  v(0, 0, 10, 2) = nan;
+  v(0, 0, 10, 4) = -inf;
+  SdpaOptions<float> ref;
+  ref.backend = attn::SdpaBackend::Reference;
+  const auto want = attn::scaled_dot_product_attention(q, k, v, ref);
+  for (int64_t x = 0; x < D; ++x) ASSERT_TRUE(std::isfinite(want.output(0, 0, 0, x))) << x;
+  for (const attn::KVStorage storage : {attn::KVStorage::Float32, attn::KVStorage::BFloat16}) {
+    attn::KVCache cache({.num_kv_heads = 1, .capacity = L, .head_dim = D, .storage = storage});
+    cache.append(0, k, v);
+    for (const std::string& target : attn::cpu::available_simd_targets()) {
+      ASSERT_TRUE(attn::cpu::force_simd_target(target));
+      for (int64_t split : {0, 8, 64}) {
+        const auto got = attn::attention_decode(q, cache, 0, SdpaOptions<float>{}, split);
+        const auto twin = attn::attention_decode_reference(q, cache, 0, SdpaOptions<float>{});
+        for (int64_t x = 0; x < D; ++x) {
+          EXPECT_TRUE(std::isfinite(got.output(0, 0, 0, x)))
+              << attn::to_string(storage) << " " << target << " split " << split << " x " << x << " = "
+              << got.output(0, 0, 0, x);
+          EXPECT_NEAR(got.output(0, 0, 0, x), twin.output(0, 0, 0, x), kTol);
+        }
+      }
+    }
+    attn::cpu::force_simd_target("");
+  }
+}
+
 // The merge keeps a NaN part: NaN output and lse, even when every part is NaN.
 TEST(MergeAttentionPartials, ANaNPartMakesTheRowNaN) {
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -289,6 +289,19 @@ TEST(FlashBackward, HiddenNanNeverLeaksAndEmptyRowsGetZero) {
     }
 }
 
+// A row that a NaN query made NaN, with dropout: the keys dropout dropped get
+// no d_value from it (the reference skips them; p·0 was NaN in the fast
+// path), the kept ones get NaN on both paths. Found by fuzz/sdpa_fuzzer.cpp.
+TEST(FlashBackward, NanRowWithDropoutLeavesDroppedValuesAlone) {
+  Problem pr = random_problem(1, 1, 1, 3, 80, 8, 4, 60);
+  pr.q = pr.q.clone();
+  pr.q(0, 0, 1, 2) = std::numeric_limits<float>::quiet_NaN();
+  SdpaOptions<float> o;
+  o.dropout_p = 0.9;
+  o.dropout_seed = 5;
+  check_against_reference(pr, o, "NaN row, dropout 0.9");
+}
+
 TEST(FlashBackward, OneAndTwoThreadsAreBitIdentical) {
   const Problem pr = random_problem(2, 4, 2, 200, 230, 64, 48, 60);
   SdpaOptions<float> o;

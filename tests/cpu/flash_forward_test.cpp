@@ -486,6 +486,12 @@ TEST(FlashForward, VisibleNanBehavesLikeTheReference) {
   o.bool_mask = Tensor<bool>::full({20, 130}, true);
   for (int64_t j = 90; j < 130; ++j) o.bool_mask(7, j) = false;  // row 7 does not see key 100
   check_against_reference(in, o, "NaN scores");
+  // With dropout the returned weights of a NaN row stay NaN where dropout
+  // dropped them (p·0 = NaN, as the reference and torch give); the weights
+  // pass wrote 0 there. Found by fuzz/sdpa_fuzzer.cpp.
+  o.dropout_p = 0.5;
+  o.dropout_seed = 3;
+  check_against_reference(in, o, "NaN scores, dropout");
 }
 
 // ---- threads and workspaces ------------------------------------------------------------

@@ -68,8 +68,9 @@ using attn_test::expect_accurate;
 using attn_test::to_double;
 
 constexpr int kDefaultCases = 100;
-constexpr double kRecomputeFactor = 4.0;
-constexpr double kForwardFloor = 5e-6, kGradientFloor = 2e-5;
+// The floors above (kForwardFloor, kGradientFloor, kRecomputeFactor, the
+// recompute and cancel terms) are computed by attn_test::sdpa_floors
+// (tests/fuzz_check.hpp), which fuzz/sdpa_fuzzer.cpp uses too.
 
 attn_test::AccuracyStats g_stats;
 
@@ -234,11 +235,8 @@ void run_case(uint64_t seed) {
   const auto exact = attn::scaled_dot_product_attention(q64, k64, v64, exact_options);
   const auto ref = attn::scaled_dot_product_attention(c.q, c.k, c.v, ref_options);
   const auto fast = attn::scaled_dot_product_attention(c.q, c.k, c.v, fast_options);
-  double max_lse = 1;
-  for (int64_t n = 0; n < exact.lse.numel(); ++n)
-    if (std::isfinite(exact.lse.flat(n))) max_lse = std::max(max_lse, std::abs(exact.lse.flat(n)));
-  const double recompute = kRecomputeFactor * (1 + std::sqrt(static_cast<double>(c.q.size(3)))) * max_lse * 0x1p-24;
-  const double forward_floor = std::max(kForwardFloor, recompute);
+  const attn_test::SdpaFloors floors = attn_test::sdpa_floors(c.q, c.k, c.v, c.options, exact.lse);
+  const double forward_floor = floors.forward;
   expect_accurate(fast.output, ref.output, exact.output, forward_floor, "output", g_stats);
   expect_accurate(fast.lse, ref.lse, exact.lse, forward_floor, "lse", g_stats);
   if (c.options.return_weights)
@@ -251,15 +249,7 @@ void run_case(uint64_t seed) {
                                                                     ref_options, c.need_mask_grad);
   const auto fast_grad = attn::scaled_dot_product_attention_backward(c.dout, c.q, c.k, c.v, ref.output, ref.lse,
                                                                      fast_options, c.need_mask_grad);
-  const double grad_floor = std::max(kGradientFloor, recompute);
-  const double Dv = static_cast<double>(c.v.size(3));
-  const double scale = c.options.scale ? *c.options.scale : 1.0 / std::sqrt(static_cast<double>(c.q.size(3)));
-  auto cancel = [&](int64_t rows_summed) {
-    return kRecomputeFactor * std::max(1.0, scale) * (1 + std::sqrt(Dv)) *
-           std::sqrt(static_cast<double>(rows_summed)) * 0x1p-24;
-  };
-  const double dq_floor = std::max(grad_floor, cancel(c.k.size(2)));                  // Σ over keys
-  const double dk_floor = std::max(grad_floor, cancel(c.q.size(2) * c.q.size(1) / c.k.size(1)));  // over query rows
+  const double grad_floor = floors.grad, dq_floor = floors.dq, dk_floor = floors.dk;
   // The fast backward alone (from the reference forward's output and lse) ...
   expect_accurate(fast_grad.d_query, ref_grad.d_query, exact_grad.d_query, dq_floor, "d_query", g_stats);
   expect_accurate(fast_grad.d_key, ref_grad.d_key, exact_grad.d_key, dk_floor, "d_key", g_stats);

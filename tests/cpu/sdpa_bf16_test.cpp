@@ -23,6 +23,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -220,6 +221,37 @@ TEST(SdpaBF16, IsTheFloat32ResultRoundedOnce) {
   attn::set_num_threads(0);
   for (int64_t i = 0; i < one.output.numel(); ++i) ASSERT_EQ(one.output.data()[i].bits, two.output.data()[i].bits);
   (void)want;
+}
+
+// Empty sequences and head dims behave as in float32 (DESIGN.md: empty Lq or
+// Lk gives empty/zero outputs). Each call runs on a fresh thread: the widened
+// inputs live in per-thread buffers, and the bug this guards against (found by
+// fuzz/sdpa_fuzzer.cpp) only showed while those were still empty — a null
+// data() viewed with from_blob read as an undefined query.
+TEST(SdpaBF16, EmptySequencesAndDimsAsInFloat32) {
+  const Shape shapes[][3] = {{{1, 2, 0, 8}, {1, 2, 5, 8}, {1, 2, 5, 4}},
+                             {{1, 2, 3, 8}, {1, 2, 0, 8}, {1, 2, 0, 4}},
+                             {{1, 2, 3, 0}, {1, 2, 5, 0}, {1, 2, 5, 4}},
+                             {{1, 2, 3, 8}, {1, 2, 5, 8}, {1, 2, 5, 0}}};
+  for (const auto& s : shapes) {
+    std::thread([&] {
+      const Tensor<float> qf(s[0]), kf(s[1]), vf(s[2]);
+      SdpaOptions<float> o;
+      o.backend = SdpaBackend::Fast;
+      const auto want = attn::scaled_dot_product_attention(qf, kf, vf, o);
+      const auto got = attn::scaled_dot_product_attention(attn::to_bfloat16(qf), attn::to_bfloat16(kf),
+                                                          attn::to_bfloat16(vf), o);
+      ASSERT_EQ(got.output.shape(), want.output.shape()) << attn::shape_str(s[0]);
+      for (int64_t i = 0; i < got.output.numel(); ++i) EXPECT_EQ(static_cast<float>(got.output.flat(i)), 0.0f);
+      const Tensor<float> dout(want.output.shape());
+      const auto grad = attn::scaled_dot_product_attention_backward(
+          attn::to_bfloat16(dout), attn::to_bfloat16(qf), attn::to_bfloat16(kf), attn::to_bfloat16(vf), got.output,
+          got.lse, o);
+      EXPECT_EQ(grad.d_query.shape(), s[0]);
+      EXPECT_EQ(grad.d_key.shape(), s[1]);
+      EXPECT_EQ(grad.d_value.shape(), s[2]);
+    }).join();
+  }
 }
 
 TEST(SdpaBF16, BadInputIsATypedError) {

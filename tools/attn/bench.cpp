@@ -144,7 +144,7 @@ int run(const BenchOptions& o) {
     if (!o.no_backward)
       j["backward"] = {{"flops", bflops}, {"min_ms", bwd.min_ms}, {"median_ms", bwd.median_ms},
                        {"gflops_per_s", gflops(bflops, bwd.median_ms)}};
-    std::cout << j.dump(2) << "\n";
+    std::cout << dump_json(j, 2) << "\n";
     return kExitOk;
   }
   std::cout << "scaled_dot_product_attention  B=" << B << " H=" << H << " Hkv=" << Hkv << " Lq=" << Lq << " Lk=" << Lk

@@ -5,6 +5,7 @@
 #         "-DJSON_EXPECT1=path/to/key=0.4419" ... -P check_command.cmake
 #
 # INPUT: a file to use as the command's stdin (default: cmake's own stdin).
+# ARGS may hold <0xFF> for that byte (invalid UTF-8).
 # EXPECTn: a CMake regex that must match stdout+stderr (each one separately,
 # unlike PASS_REGULAR_EXPRESSION, where any one match is enough).
 # JSON_EXPECTn: "a/1/b=value": the stdout parsed as JSON, the element at that
@@ -14,6 +15,10 @@
 cmake_minimum_required(VERSION 3.25)
 
 separate_arguments(args UNIX_COMMAND "${ARGS}")
+# ARGS may spell the byte 0xFF, never valid in UTF-8, as <0xFF>: an argument
+# typed in another encoding.
+string(ASCII 255 byte_ff)
+list(TRANSFORM args REPLACE "<0xFF>" "${byte_ff}")
 set(input "")
 if(DEFINED INPUT)
   set(input INPUT_FILE "${INPUT}")

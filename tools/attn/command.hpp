@@ -8,8 +8,8 @@
 // `setup` adds the subcommand's options to the CLI11 sub-app it is given and
 // returns the function that runs it once the command line has been parsed
 // (options are kept in a shared_ptr that the returned function captures).
-// main.cpp never needs editing: tools/attn/CMakeLists.txt globs *.cpp, and
-// main() builds the parser from the registry.
+// cli_main.cpp never needs editing: tools/attn/CMakeLists.txt globs *.cpp, and
+// run_main() builds the parser from the registry.
 #pragma once
 
 #include <cmath>

@@ -134,7 +134,7 @@ Run setup_embed(CLI::App& sub) {
         for (size_t b = 0; b < n; ++b) sim[a][b] = cosine(res[a].embedding, res[b].embedding);
       j["similarities"] = sim;
       j["seconds"] = {{"load", load_s}, {"embed", run_s}};
-      std::cout << j.dump(1) << "\n";
+      std::cout << dump_json(j, 1) << "\n";
       return kExitOk;
     }
     std::cout << "model " << opt->model << ": BERT, " << c.num_hidden_layers << " layers, hidden " << c.hidden_size

@@ -17,6 +17,8 @@ attn_cli_test(embed_tiny_matches_transformers
 attn_cli_test(embed_tiny_text "-DARGS=embed --model ${tiny} hello cat" -DEXPECT_EXIT=0
   "-DEXPECT1=\\[CLS\\] hello \\[SEP\\]" "-DEXPECT2=cosine similarity\n  \\[1\\] \\[2\\] +-?[01]\\.[0-9]+")
 attn_cli_test(embed_help "-DARGS=embed --help" -DEXPECT_EXIT=0 "-DEXPECT1=--model" "-DEXPECT2=--json")
+attn_cli_test(embed_json_invalid_utf8 "-DARGS=embed --model ${tiny} --json caf<0xFF> cat" -DEXPECT_EXIT=0
+  "-DJSON_EXPECT1=config/hidden_size=16")  # valid JSON, U+FFFD for the byte (was: unexpected error)
 attn_cli_test(embed_needs_model "-DARGS=embed hello" -DEXPECT_EXIT=2 "-DEXPECT1=--model")
 attn_cli_test(embed_needs_text "-DARGS=embed --model ${tiny}" -DEXPECT_EXIT=2 "-DEXPECT1=no TEXT")
 attn_cli_test(embed_bad_batch_size "-DARGS=embed --model ${tiny} --batch-size 0 hi" -DEXPECT_EXIT=2 "-DEXPECT1=--batch-size")

@@ -659,7 +659,7 @@ int run_generate(const GenerateOptions& o) {
     for (const auto& r : table)
       rows.push_back({{"attention", r.name}, {"this_model", r.here}, {"deepseek_v2_width", r.deepseek}});
     j["cache_bytes_per_token_per_layer"] = rows;
-    std::cout << j.dump() << "\n";
+    std::cout << dump_json(j) << "\n";
     return kExitOk;
   }
 

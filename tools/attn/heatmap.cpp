@@ -237,7 +237,7 @@ void print_json(const Heatmap& h, const HeatmapOptions& o, const std::vector<int
     panels.push_back(rows);
   }
   j["weights"] = panels;  // [heads drawn][L queries][L keys]
-  std::cout << j.dump(1) << "\n";
+  std::cout << dump_json(j, 1) << "\n";
 }
 
 // ---- drawing ----------------------------------------------------------------------

@@ -73,7 +73,7 @@ std::string human_bytes(double b) {
 std::string pad_right(const std::string& s, size_t w) { return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' '); }
 
 // A usage error found after parsing (a combination CLI11 cannot check): same
-// shape as main.cpp's messages, exit code 2.
+// shape as cli_main.cpp's messages, exit code 2.
 struct UsageError {
   std::string what;
 };

@@ -79,7 +79,7 @@ nlohmann::ordered_json to_json(const Tensor<float>& t) { return to_json_from(t);
 
 static void pretty_into(std::string& out, const nlohmann::ordered_json& j, int indent, int depth) {
   if (!j.is_structured()) {
-    out += j.dump();
+    out += dump_json(j);
     return;
   }
   const bool obj = j.is_object();
@@ -95,7 +95,7 @@ static void pretty_into(std::string& out, const nlohmann::ordered_json& j, int i
     if (i) out += sep;
     out.append(pad_in, ' ');
     if (obj) {
-      out += nlohmann::ordered_json(it.key()).dump();
+      out += dump_json(nlohmann::ordered_json(it.key()));
       out += ": ";
     }
     pretty_into(out, *it, indent, depth + 1);

@@ -48,4 +48,14 @@ nlohmann::ordered_json to_json(const Tensor<float>& t);
 /// [6, 6] matrix reads as 6 lines. Keys keep their insertion order.
 std::string pretty_json(const nlohmann::ordered_json& j, int indent = 2);
 
+/// j as JSON text, as j.dump(indent) (−1: one line) writes it, except that
+/// invalid UTF-8 in a string — a --text or --prompt typed in another
+/// encoding — becomes U+FFFD instead of nlohmann's type_error 316, which
+/// reached the user as "attn: unexpected error" (found by fuzz/cli_fuzzer.cpp).
+/// Every JSON the command prints goes through here (or pretty_json, which does).
+template <class Json>
+std::string dump_json(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 }  // namespace attn::cli

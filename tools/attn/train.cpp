@@ -478,7 +478,7 @@ int run_train(const TrainOptions& o) {
     for (float l : losses) curve.push_back(json_number(l));
     j["losses"] = curve;
     j["files"] = {loss_png, attn_png};
-    std::cout << j.dump() << "\n";
+    std::cout << dump_json(j) << "\n";
   } else {
     std::cout << "  loss " << num(losses.front()) << " -> " << num(losses.back()) << " in " << num(secs, 1) << " s\n"
               << "  accuracy: trained sentences " << num(100 * trained.value(), 1) << "% (" << trained.right << "/"
