@@ -25,9 +25,10 @@
 // parser must reject) and puts small ones the fuzzer did not give right
 // after the subcommand (e.g. `--steps 1`; `why` always gets --quick): see the
 // WorkInt options and their fill values below.
-// TODO(harden): the wt-harden branch is adding upper bounds to these
-// amount-of-work options (and to bench's --len, which has none); once they
-// land, draw values up to just past those bounds here to check them.
+// Their bounds (tools/attn/limits_tests.cmake): each WorkInt also carries
+// the parser's upper limit, and a quarter of its values are past it (just
+// past, or a power of two above): such a command line must be refused as a
+// usage error (exit 2) before any work starts.
 // --step (demo) is never drawn: it waits for Enter when stdin is a terminal,
 // as it is when a developer runs this fuzzer by hand.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -72,6 +73,7 @@ struct Option {
   Kind kind;
   int64_t lo = 0, cap = 0;  // WorkInt: drawn in [lo, cap]
   int64_t fill = -1;        // WorkInt: appended with this value when not drawn (−1: its default is small)
+  int64_t bound = 0;        // WorkInt: the largest value the parser accepts (0: none checked here)
   std::vector<const char*> choices = {};
 };
 
@@ -87,40 +89,40 @@ const std::vector<Subcommand>& subcommands() {
       {"demo",
        {{"--json", Kind::Flag}, {"--overflow-factor", Kind::Real}, {"--text", Kind::Text}, {"--plot", Kind::OutFile}}},
       {"params",
-       {{"--model", Kind::Choice, 0, 0, -1, {"gpt3", "gpt2", "deepseek-v2", "deepseek-67b"}},
+       {{"--model", Kind::Choice, 0, 0, -1, 0, {"gpt3", "gpt2", "deepseek-v2", "deepseek-67b"}},
         {"--d-model", Kind::Int}, {"--heads", Kind::Int}, {"--head-dim", Kind::Int}, {"--layers", Kind::Int},
         {"--kv-heads", Kind::Int}, {"--latent-dim", Kind::Int}, {"--rope-dim", Kind::Int},
         {"--q-latent-dim", Kind::Int}, {"--dtype-bytes", Kind::Int}, {"--json", Kind::Flag}}},
       {"heatmap",
-       {{"--out", Kind::OutFile}, {"--text", Kind::Text}, {"--causal", Kind::Flag}, {"--heads", Kind::WorkInt, 1, 4, -1},
+       {{"--out", Kind::OutFile}, {"--text", Kind::Text}, {"--causal", Kind::Flag}, {"--heads", Kind::WorkInt, 1, 4, -1, 16},
         {"--seed", Kind::Int}, {"--weights", Kind::InFile}, {"--model", Kind::InFile}, {"--layer", Kind::Int},
         {"--head", Kind::Int}, {"--json", Kind::Flag}}},
       {"embed", {{"--model", Kind::InFile}, {"--json", Kind::Flag}, {"--batch-size", Kind::Int}}, true},
       {"bench",
-       {{"--batch", Kind::WorkInt, 1, 2, 1}, {"--heads", Kind::WorkInt, 1, 4, 2}, {"--kv-heads", Kind::WorkInt, 1, 4, -1},
-        {"--len", Kind::WorkInt, 1, 24, 8}, {"--q-len", Kind::WorkInt, 1, 24, -1}, {"--k-len", Kind::WorkInt, 1, 24, -1},
-        {"--dim", Kind::WorkInt, 1, 16, 8}, {"--causal", Kind::Flag},
-        {"--dtype", Kind::Choice, 0, 0, -1, {"float", "double"}}, {"--threads", Kind::WorkInt, 1, 3, -1},
-        {"--repeats", Kind::WorkInt, 1, 2, 1}, {"--warmup", Kind::WorkInt, 0, 1, 0}, {"--seed", Kind::Int},
+       {{"--batch", Kind::WorkInt, 1, 2, 1, 1048576}, {"--heads", Kind::WorkInt, 1, 4, 2, 1048576}, {"--kv-heads", Kind::WorkInt, 1, 4, -1, 1048576},
+        {"--len", Kind::WorkInt, 1, 24, 8, 1048576}, {"--q-len", Kind::WorkInt, 1, 24, -1, 1048576}, {"--k-len", Kind::WorkInt, 1, 24, -1, 1048576},
+        {"--dim", Kind::WorkInt, 1, 16, 8, 1048576}, {"--causal", Kind::Flag},
+        {"--dtype", Kind::Choice, 0, 0, -1, 0, {"float", "double"}}, {"--threads", Kind::WorkInt, 1, 3, -1, 1024},
+        {"--repeats", Kind::WorkInt, 1, 2, 1, 10000}, {"--warmup", Kind::WorkInt, 0, 1, 0, 10000}, {"--seed", Kind::Int},
         {"--no-backward", Kind::Flag}, {"--json", Kind::Flag},
-        {"--layout", Kind::Choice, 0, 0, -1, {"bhsd", "bshd"}},
-        {"--mask", Kind::Choice, 0, 0, -1, {"none", "key-padding:1", "key-padding:0", "key-padding:30", "key-padding:-1",
+        {"--layout", Kind::Choice, 0, 0, -1, 0, {"bhsd", "bshd"}},
+        {"--mask", Kind::Choice, 0, 0, -1, 0, {"none", "key-padding:1", "key-padding:0", "key-padding:30", "key-padding:-1",
                                         "key-padding:", "key-padding:x"}},
-        {"--backend", Kind::Choice, 0, 0, -1, {"auto", "reference", "fast"}}}},
+        {"--backend", Kind::Choice, 0, 0, -1, 0, {"auto", "reference", "fast"}}}},
       {"train",
-       {{"--steps", Kind::WorkInt, 1, 2, 1}, {"--seed", Kind::Int}, {"--batch", Kind::WorkInt, 1, 4, 2},
-        {"--d-model", Kind::WorkInt, 1, 8, 4}, {"--heads", Kind::WorkInt, 1, 4, 2}, {"--lr", Kind::Real},
+       {{"--steps", Kind::WorkInt, 1, 2, 1, 1000000}, {"--seed", Kind::Int}, {"--batch", Kind::WorkInt, 1, 4, 2, 4096},
+        {"--d-model", Kind::WorkInt, 1, 8, 4, 1024}, {"--heads", Kind::WorkInt, 1, 4, 2, 64}, {"--lr", Kind::Real},
         {"--out-dir", Kind::OutFile}, {"--json", Kind::Flag}}},
       {"generate",
-       {{"--prompt", Kind::Text}, {"--tokens", Kind::WorkInt, 1, 6, 4}, {"--steps", Kind::WorkInt, 1, 2, 1},
-        {"--layers", Kind::WorkInt, 1, 2, 1}, {"--d-model", Kind::WorkInt, 2, 16, 8}, {"--heads", Kind::WorkInt, 1, 4, 2},
-        {"--kv-heads", Kind::WorkInt, 1, 4, -1}, {"--context", Kind::WorkInt, 2, 12, 8}, {"--batch", Kind::WorkInt, 1, 2, 1},
+       {{"--prompt", Kind::Text}, {"--tokens", Kind::WorkInt, 1, 6, 4, 100000}, {"--steps", Kind::WorkInt, 1, 2, 1, 1000000},
+        {"--layers", Kind::WorkInt, 1, 2, 1, 64}, {"--d-model", Kind::WorkInt, 2, 16, 8, 4096}, {"--heads", Kind::WorkInt, 1, 4, 2, 256},
+        {"--kv-heads", Kind::WorkInt, 1, 4, -1, 256}, {"--context", Kind::WorkInt, 2, 12, 8, 4096}, {"--batch", Kind::WorkInt, 1, 2, 1, 4096},
         {"--lr", Kind::Real}, {"--temperature", Kind::Real}, {"--top-k", Kind::Int}, {"--seed", Kind::Int},
-        {"--cache", Kind::Choice, 0, 0, -1, {"float32", "bfloat16", "int8"}}, {"--page-size", Kind::WorkInt, 0, 8, -1},
+        {"--cache", Kind::Choice, 0, 0, -1, 0, {"float32", "bfloat16", "int8"}}, {"--page-size", Kind::WorkInt, 0, 8, -1, 65536},
         {"--save", Kind::OutFile}, {"--load", Kind::InFile}, {"--json", Kind::Flag}}},
       // --quick always (a full `why` trains for minutes); see the file comment.
       {"why",
-       {{"--quick", Kind::Flag}, {"--out-dir", Kind::OutFile}, {"--seed", Kind::Int}, {"--steps", Kind::WorkInt, 1, 2, 1},
+       {{"--quick", Kind::Flag}, {"--out-dir", Kind::OutFile}, {"--seed", Kind::Int}, {"--steps", Kind::WorkInt, 1, 2, 1, 1000000},
         {"--json", Kind::Flag}}},
   };
   return kSubcommands;
@@ -167,6 +169,9 @@ std::string int_value(FuzzedDataProvider& in) {
   }
 }
 
+// Set when a WorkInt value past its bound was drawn for the current input.
+bool g_past_bound = false;
+
 std::string value_for(FuzzedDataProvider& in, const Option& o) {
   switch (o.kind) {
     case Kind::Flag:
@@ -175,8 +180,18 @@ std::string value_for(FuzzedDataProvider& in, const Option& o) {
       return int_value(in);
     case Kind::WorkInt:
       // Small, or something the parser must refuse (never a large valid value).
-      if (in.ConsumeIntegralInRange<int>(0, 3) != 3) return std::to_string(in.ConsumeIntegralInRange<int64_t>(o.lo, o.cap));
-      return kBadNumbers[in.ConsumeIntegralInRange<size_t>(0, kBadNumbers.size() - 1)];
+      switch (in.ConsumeIntegralInRange<int>(0, 7)) {
+        default: return std::to_string(in.ConsumeIntegralInRange<int64_t>(o.lo, o.cap));
+        case 6: return kBadNumbers[in.ConsumeIntegralInRange<size_t>(0, kBadNumbers.size() - 1)];
+        case 7: {  // past the bound: just past it, or a power of two above it
+          if (o.bound <= 0) return std::to_string(in.ConsumeIntegralInRange<int64_t>(o.lo, o.cap));
+          g_past_bound = true;
+          if (in.ConsumeBool()) return std::to_string(o.bound + in.ConsumeIntegralInRange<int64_t>(1, 3));
+          int k = 0;
+          while ((int64_t{1} << k) <= o.bound) ++k;
+          return std::to_string(int64_t{1} << in.ConsumeIntegralInRange<int>(k, 62));
+        }
+      }
     case Kind::Real:
       switch (in.ConsumeIntegralInRange<int>(0, 2)) {
         case 0: return std::to_string(in.ConsumeFloatingPointInRange<double>(-2.0, 2.0));
@@ -282,6 +297,7 @@ void empty_workdir() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
+  g_past_bound = false;
   std::vector<std::string> args = make_argv(in);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -311,6 +327,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "rc %d: %s\n", rc, command_line().c_str());
   if (rc != 0 && rc != 1 && rc != 2)
     fuzz_fail("exit code " + std::to_string(rc) + " from " + command_line() + "\nstderr:\n" + err.str());
+  // A work option past its bound is a usage error, whatever else the line
+  // holds — unless it asked for help (CLI11 answers --help before it checks).
+  bool asked_help = false;
+  for (const auto& a : args) asked_help = asked_help || a == "--help" || a == "-h";
+  if (g_past_bound && !asked_help && rc != 2)
+    fuzz_fail("a work option past its bound was not refused (exit " + std::to_string(rc) + ") in " + command_line() +
+              "\nstderr:\n" + err.str());
   if (err.str().find("unexpected error") != std::string::npos)
     fuzz_fail("an untyped exception reached run_main for " + command_line() + "\nstderr:\n" + err.str());
   return 0;

@@ -93,11 +93,15 @@ KVCacheConfig draw_config(FuzzedDataProvider& in) {
       c.capacity = -in.ConsumeIntegralInRange<int64_t>(1, 5);
       break;
     case 1:  // sizes whose product overflows int64 / cannot be allocated
-      // TODO(harden): on by default once KVCache checks its size products
-      // (the wt-harden fix); until then they end in std::bad_alloc or worse.
-      if (attn_fuzz::wide()) {
-        c.capacity = int64_t{1} << in.ConsumeIntegralInRange<int>(31, 62);
-        c.head_dim = int64_t{1} << in.ConsumeIntegralInRange<int>(0, 40);
+      // capacity × head_dim ≥ 2^64: a ShapeError naming the sizes. (Sizes
+      // that fit int64 but not in memory are ResourceErrors, tested in
+      // tests/inference: under AddressSanitizer a failed operator new aborts
+      // instead of throwing, so this harness cannot draw them.)
+      {
+        const int a = in.ConsumeIntegralInRange<int>(31, 62);
+        c.capacity = int64_t{1} << a;
+        c.head_dim = int64_t{1} << in.ConsumeIntegralInRange<int>(64 - a, 40);
+        c.page_size = c.num_pages = 0;  // pages would size the planes instead
       }
       break;
     default:
