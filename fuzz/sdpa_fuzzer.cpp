@@ -99,7 +99,7 @@ Shape broadcast_shape(FuzzedDataProvider& in, int64_t B, int64_t Hq, int64_t Lq,
 // One deliberately bad argument (or none): what the checks must reject.
 enum class Bad {
   None, QueryRank, KeyDk, ValueLk, KeyBatch, HeadsNotMultiple, NoGqaFlag, MaskShape, BothMasks, CausalAndMask,
-  DropoutP, Scale, Softcap, Window, AlibiShape, SinksShape, UndefinedValue, kCount
+  DropoutP, Scale, Softcap, Window, AlibiShape, SinksShape, UndefinedValue, SinksValue, AlibiValue, kCount
 };
 
 struct Case {
@@ -195,11 +195,13 @@ Case make_case(FuzzedDataProvider& in) {
     for (int64_t n = 0; n < o.alibi_slopes.numel(); ++n) o.alibi_slopes.flat(n) = static_cast<float>(gen() % 1000) * 3e-4f;
   }
   if (in.ConsumeBool()) o.softcap = in.ConsumeFloatingPointInRange<double>(0.1, 50.0);
-  // Sinks are drawn finite. TODO: an infinite or NaN sink makes the fast
-  // path's rows that see no key NaN (l = e^{sink − sink} = NaN) where the
-  // reference gives 0 — found by this fuzzer, reported, not fixed on this
-  // branch (the kernels would have to track whether a row saw a key).
-  if (in.ConsumeBool()) o.sinks = attn_fuzz::draw_tensor(in, {Hq}, false, "sinks");
+  // Sinks: finite, or −∞ (no sink) for some heads. +∞ and NaN are refused
+  // (Bad::SinksValue): with them the fast path's rows that see no key were
+  // NaN (e^{∞ − ∞}) where the reference gave 0 — found by this fuzzer.
+  if (in.ConsumeBool()) {
+    o.sinks = attn_fuzz::draw_tensor(in, {Hq}, false, "sinks");
+    if (Hq > 0 && in.ConsumeBool()) o.sinks(in.ConsumeIntegralInRange<int64_t>(0, Hq - 1)) = -INFINITY;
+  }
   if (in.ConsumeBool()) o.scale = in.ConsumeFloatingPointInRange<double>(1e-3, 4.0);
   if (in.ConsumeBool()) {
     static constexpr double kP[] = {0.1, 0.5, 0.9, 0.0};
@@ -242,6 +244,20 @@ Case make_case(FuzzedDataProvider& in) {
     case Bad::AlibiShape: o.alibi_slopes = Tensor<float>({Hq + 1}); break;
     case Bad::SinksShape: o.sinks = Tensor<float>({B, Hq}); break;
     case Bad::UndefinedValue: c.v = {}; break;
+    case Bad::SinksValue: {
+      if (!o.sinks.defined()) o.sinks = Tensor<float>({Hq});
+      static constexpr float kBad[] = {INFINITY, NAN};
+      if (Hq > 0) o.sinks(in.ConsumeIntegralInRange<int64_t>(0, Hq - 1)) = kBad[in.ConsumeIntegralInRange<int>(0, 1)];
+      break;
+    }
+    case Bad::AlibiValue: {
+      if (!o.alibi_slopes.defined()) o.alibi_slopes = Tensor<float>({Hq});
+      static constexpr float kBad[] = {INFINITY, -INFINITY, NAN};
+      if (o.alibi_slopes.numel() > 0)
+        o.alibi_slopes.flat(in.ConsumeIntegralInRange<int64_t>(0, o.alibi_slopes.numel() - 1)) =
+            kBad[in.ConsumeIntegralInRange<int>(0, 2)];
+      break;
+    }
     default: break;
   }
   c.need_mask_grad = c.need_mask_grad && o.float_mask.defined();  // (a bad argument may have replaced the mask)
@@ -271,6 +287,8 @@ bool must_be_rejected(const Case& c) {
     case Bad::HeadsNotMultiple: return c.k.size(1) > 1;
     case Bad::NoGqaFlag: return c.q.size(1) != c.k.size(1);
     case Bad::MaskShape: return c.q.size(2) != 0;
+    case Bad::SinksValue: return c.q.size(1) != 0;                        // a head whose sink is bad
+    case Bad::AlibiValue: return c.q.size(1) != 0 && c.q.size(0) != 0;  // a (batch, head) whose slope is bad
     default: return true;
   }
 }

@@ -1,6 +1,8 @@
 // The checks of an attention call, made once per call (see sdpa_problem.hpp).
 #include "sdpa_problem.hpp"
 
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "attn/errors.hpp"
@@ -58,6 +60,22 @@ void describe_options(const char* fn, const SdpaOptions<T>& o, SdpaProblem<T>& p
   if (o.sinks.defined() && o.sinks.shape() != Shape{pb.Hq})
     throw ShapeError(prefix(fn) + "sinks has shape " + shape_str(o.sinks.shape()) + ", expected [" +
                      std::to_string(pb.Hq) + "] (one logit per query head)");
+  // Their values, O(heads): a sink is a logit, finite or −∞ (no sink); +∞ or
+  // NaN would leave every row's softmax undefined (e^{∞ − ∞}). A slope
+  // multiplies distances, so it must be finite (∞ · 0 on the diagonal).
+  if (o.sinks.defined())
+    for (int64_t h = 0; h < pb.Hq; ++h) {
+      const T s = o.sinks(h);
+      if (std::isnan(s) || s == std::numeric_limits<T>::infinity())
+        throw ValueError(prefix(fn) + "sinks[" + std::to_string(h) + "] is " + std::to_string(s) +
+                         ", expected a finite logit or -inf (no sink)");
+    }
+  if (pb.alibi.defined())
+    for (int64_t b = 0; b < pb.B; ++b)
+      for (int64_t h = 0; h < pb.Hq; ++h)
+        if (!std::isfinite(pb.alibi(b, h)))
+          throw ValueError(prefix(fn) + "alibi_slopes has " + std::to_string(pb.alibi(b, h)) + " for batch " +
+                           std::to_string(b) + ", head " + std::to_string(h) + ", expected finite slopes");
 
   pb.diag = o.causal_alignment == CausalAlignment::BottomRight ? pb.Lk - pb.Lq : 0;
   pb.scale = o.scale ? *o.scale : default_scale(pb.Dk);

@@ -24,6 +24,7 @@ using attn_test::expect_error;
 using attn_test::pattern;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr float kInfF = std::numeric_limits<float>::infinity();
 
 template <class T>
 class SdpaForward : public ::testing::Test {};
@@ -586,6 +587,54 @@ TEST(SdpaValidation, ValuesAndCombinationsAreCheckedAndNamed) {
   o = {};
   o.window_right = -5;
   expect_error<ValueError>(run(o), {"window_right", "-5"});
+}
+
+// A sink is a logit: finite, or −∞ for "no sink". +∞ and NaN were accepted
+// and left the fast path's rows that see no key NaN (e^{∞ − ∞}) where the
+// reference gave 0 (found by fuzz/sdpa_fuzzer.cpp); an infinite ALiBi slope
+// made ∞ · 0 on the diagonal. Both are refused, on both paths and in decode.
+TEST(SdpaValidation, SinksAndSlopesMustBeUsableNumbers) {
+  using attn::ValueError;
+  for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
+    const auto q = pattern<float>({2, 2, 3, 4}, 0.1), k = pattern<float>({2, 2, 3, 4}, 0.2),
+               v = pattern<float>({2, 2, 3, 4}, 0.3);
+    auto run = [&](SdpaOptions<float> o) {
+      o.backend = backend;
+      return [=] { attn::scaled_dot_product_attention(q, k, v, o); };
+    };
+    for (float bad : {kInfF, std::nanf("")}) {
+      SdpaOptions<float> o;
+      o.sinks = Tensor<float>({2}, {0.5f, bad});
+      expect_error<ValueError>(run(o), {"sinks[1]", "finite logit or -inf"});
+    }
+    for (float bad : {kInfF, -kInfF, std::nanf("")}) {
+      SdpaOptions<float> o;
+      o.alibi_slopes = Tensor<float>({2, 2}, {0.1f, 0.2f, 0.3f, bad});
+      expect_error<ValueError>(run(o), {"alibi_slopes", "batch 1, head 1", "finite slopes"});
+    }
+  }
+}
+
+TEST(SdpaExact, MinusInfinitySinkIsNoSinkOnBothPaths) {
+  // Row 0 of a window-0 causal pattern sees key 0; with window_left 0 and a
+  // bottom-right shift every row sees exactly its own key, and row -1... a
+  // plain mask that hides every key of row 1 gives a row that sees no key: 0.
+  for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
+    const auto q = pattern<float>({1, 2, 3, 4}, 0.1), k = pattern<float>({1, 2, 3, 4}, 0.2),
+               v = pattern<float>({1, 2, 3, 4}, 0.3);
+    SdpaOptions<float> with_sink, without;
+    with_sink.backend = without.backend = backend;
+    Tensor<bool> mask = Tensor<bool>::full({3, 3}, true);
+    for (int64_t j = 0; j < 3; ++j) mask(1, j) = false;  // query 1 sees no key
+    with_sink.bool_mask = without.bool_mask = mask;
+    with_sink.sinks = Tensor<float>({2}, {-kInfF, -kInfF});
+    const auto a = attn::scaled_dot_product_attention(q, k, v, with_sink);
+    const auto b = attn::scaled_dot_product_attention(q, k, v, without);
+    EXPECT_EQ(a.output.to_vector(), b.output.to_vector());
+    EXPECT_EQ(a.lse.to_vector(), b.lse.to_vector());
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t d = 0; d < 4; ++d) EXPECT_EQ(a.output(0, h, 1, d), 0.0f);
+  }
 }
 
 }  // namespace
