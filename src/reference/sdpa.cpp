@@ -125,7 +125,10 @@ void scores_forward(const SdpaProblem<T>& pb, const Tensor<T>& q, const Tensor<T
 //   dr_j = ds_j (1 − (qk_j / c)²)                    (d tanh; dr_j = ds_j without softcap)
 //   dq_i += scale · dr_j · k_j,  dk_j += scale · dr_j · q_i
 // d_key is indexed by the key/value head g, so the query heads of a GQA
-// group sum into it by construction. Hidden keys get no gradient.
+// group sum into it by construction. Hidden keys get no gradient, and a key
+// whose dr_j is exactly 0 (weight 0: a score of −∞, a dropped or underflowed
+// key) is skipped, not multiplied, as weighted_sum_forward skips zero
+// weights: an ∞ in k_j (the reason its score is −∞) would make 0 · ∞ = NaN.
 template <class T>
 void scores_backward(const SdpaProblem<T>& pb, const Tensor<T>& query, const Tensor<T>& key, int64_t b, int64_t h,
                      int64_t i, const Row<T>& row, const RowGrad<T>& grad, SdpaGradients<T>& g,
@@ -142,6 +145,7 @@ void scores_backward(const SdpaProblem<T>& pb, const Tensor<T>& query, const Ten
       const T t = row.qk[j] / cap;  // tanh(r / c)
       dr = ds * (T(1) - t * t);
     }
+    if (dr == T(0)) continue;
     for (int64_t d = 0; d < pb.Dk; ++d) {
       g.d_query(b, h, i, d) += scale * dr * key(b, kv, j, d);
       g.d_key(b, kv, j, d) += scale * dr * query(b, h, i, d);
