@@ -388,13 +388,7 @@ inline float SoftmaxStep(float* HWY_RESTRICT srow, int64_t count, float& m, floa
     return 1.0f;
   }
   const float alpha = m == kNegInf ? 0.0f : std::exp(m - m_new);
-  const VF mv = hn::Set(d, m_new);
-  VF vsum = hn::Zero(d);
-  for (int64_t j = 0; j < cv; j += N) {
-    const VF e = hn::Exp(d, hn::Sub(hn::Load(d, srow + j), mv));  // e^{−∞} = 0 exactly
-    hn::Store(e, d, srow + j);
-    vsum = hn::Add(vsum, e);
-  }
+  const VF vsum = ExpShiftedInPlace(d, srow, cv, 1.0f, m_new);  // P = e^{s − m'}, e^{−∞} = 0 exactly (ops-inl.h)
   l = l * alpha + hn::GetLane(hn::SumOfLanes(d, vsum));
   m = m_new;
   return alpha;

@@ -645,16 +645,7 @@ constexpr float kFusedExpLimit = 0x1p20f;  // below it the offset is < 0.3 in th
 HWY_INLINE bool FusedExpIsSafe(float m_log2) { return std::abs(m_log2) < kFusedExpLimit; }
 
 HWY_INLINE VF ExpRowSumsExact(float* HWY_RESTRICT s, float pre, float m) {
-  const DF d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  const VF pv = hn::Set(d, pre), mv = hn::Set(d, m), log2e = hn::Set(d, kLog2e);
-  VF sum = hn::Zero(d);
-  for (int64_t j = 0; j < kBlockK; j += N) {
-    const VF e = Exp2(d, hn::Mul(hn::Sub(hn::Mul(hn::Load(d, s + j), pv), mv), log2e));
-    hn::Store(e, d, s + j);
-    sum = hn::Add(sum, e);
-  }
-  return sum;
+  return ExpShiftedInPlace(DF(), s, kBlockK, pre, m);  // (ops-inl.h)
 }
 
 // A running or block max beyond that limit (finite: −∞ is a row that has

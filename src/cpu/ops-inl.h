@@ -5,11 +5,11 @@
 // The visibility rule (which keys a row sees by position) is plain C++ in
 // ../visible_keys.hpp, shared with the reference path too.
 //
-// exp: the flash kernels use Exp2 below (softmax in base 2, the scale folded
-// into one multiply-subtract per score); the decode kernel uses Highway's
-// hn::Exp on s − m (base e). They round differently, so moving decode onto
-// Exp2 would change its results in the last bits: not done in the refactor
-// that gathered these ops, which kept every result bit for bit.
+// exp: every softmax of the fast kernels goes through Exp2 below (base 2;
+// e^x = 2^{x·log2 e}). The flash forward's common case folds the scale and
+// log2 e into one multiply-subtract per score (ExpRowSums there); rows with
+// huge scores in the flash kernels and every decode block use
+// ExpShiftedInPlace below, which subtracts the max first.
 
 #include <cstdint>
 #include <limits>
@@ -66,6 +66,28 @@ HWY_INLINE V Exp2(D d, V x) {
   // 0x4B4 part and puts n + 127 (in [0, 255]) in the exponent field.
   const auto two_n = hn::BitCast(d, hn::ShiftLeft<23>(hn::BitCast(di, shifted)));
   return hn::Mul(poly, two_n);
+}
+
+// The exponentials of one row of scores against its max m, in place:
+// s_j <- e^{pre·s_j − m} for j in [0, width) (width a whole number of
+// vectors), and their sum, lane by lane. The max is subtracted before the
+// exp, as the reference and PyTorch do, so the max's own weight is exactly
+// e^0 = 1 however large the scores; s_j = −∞ (a hidden key, or padding)
+// gives exactly 0. `pre` is applied to each score first when the max was
+// taken of scaled scores (the flash kernels' plain blocks: the same rounding
+// as the max had); 1 otherwise. The online-softmax step of flash_attention-
+// inl.h (rows with huge scores) and of decode-inl.h (every block) share it.
+template <class D>
+HWY_INLINE hn::Vec<D> ExpShiftedInPlace(D d, float* HWY_RESTRICT s, int64_t width, float pre, float m) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  const auto pv = hn::Set(d, pre), mv = hn::Set(d, m), log2e = hn::Set(d, kLog2e);
+  auto sum = hn::Zero(d);
+  for (int64_t j = 0; j < width; j += N) {
+    const auto e = Exp2(d, hn::Mul(hn::Sub(hn::Mul(hn::Load(d, s + j), pv), mv), log2e));
+    hn::Store(e, d, s + j);
+    sum = hn::Add(sum, e);
+  }
+  return sum;
 }
 
 }  // namespace attn::cpu::HWY_NAMESPACE
