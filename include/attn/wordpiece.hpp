@@ -46,8 +46,10 @@ class WordPieceTokenizer {
                               std::string unk_token = "[UNK]", int64_t max_input_chars_per_word = 100);
 
   /// Reads vocab.txt (one token per line; "\r\n" accepted). Throws IOError
-  /// naming the file if it cannot be read, ValueError as the constructor.
+  /// naming the file if it cannot be read, is not a regular file or is
+  /// larger than kMaxVocabFileBytes; ValueError as the constructor.
   static WordPieceTokenizer from_vocab_file(const std::string& path, bool do_lower_case = true);
+  static constexpr uint64_t kMaxVocabFileBytes = uint64_t{64} << 20;
 
   /// Step 2: the basic tokenizer's words and punctuation (no WordPiece).
   std::vector<std::string> basic_tokenize(const std::string& text) const;

@@ -5,6 +5,7 @@
 #include "attn/wordpiece.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -196,6 +197,20 @@ WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> vocab, bool do_l
 }
 
 WordPieceTokenizer WordPieceTokenizer::from_vocab_file(const std::string& path, bool do_lower_case) {
+  // Bounded before reading: a real vocab.txt is a few MB at most (BERT's
+  // 30k tokens: 230 kB; 250k-token multilingual vocabularies: ~5 MB), and
+  // getline would otherwise take a whole multi-GB file, or a device that
+  // never ends (/dev/zero), into memory.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw IOError("WordPieceTokenizer: the vocabulary " + path + " is not a regular file");
+  if (!ec && std::filesystem::is_regular_file(status)) {
+    const auto bytes = std::filesystem::file_size(path, ec);
+    if (!ec && bytes > kMaxVocabFileBytes)
+      throw IOError("WordPieceTokenizer: the vocabulary " + path + " has " + std::to_string(bytes) +
+                    " bytes; at most " + std::to_string(kMaxVocabFileBytes) + " (64 MiB) are read");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw IOError("WordPieceTokenizer: cannot open the vocabulary " + path);
   std::vector<std::string> vocab;

@@ -3,6 +3,7 @@
 // on tests/golden/bert_tiny/vocab.txt (tests/golden/make_bert_golden.py).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -100,6 +101,28 @@ TEST(WordPiece, Errors) {
   EXPECT_THROW(small().id_to_token(-1), attn::ValueError);
   EXPECT_EQ(small().id_to_token(10), "hello");
   EXPECT_EQ(small().token_to_id("nope"), 1);
+}
+
+// A vocabulary is read whole, so its size is bounded first (issue 17,
+// untrusted files): a file over 64 MiB (sparse here: no disk is used) and a
+// device that never ends are IOErrors naming the path, not an exhausted memory.
+TEST(WordPiece, OversizedOrEndlessVocabularyFilesAreRefused) {
+  const auto path = std::filesystem::temp_directory_path() / "attn_wordpiece_huge_vocab.txt";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << "[UNK]\n";
+  }
+  std::filesystem::resize_file(path, WordPieceTokenizer::kMaxVocabFileBytes + 1);
+  try {
+    (void)WordPieceTokenizer::from_vocab_file(path.string());
+    ADD_FAILURE() << "no exception";
+  } catch (const attn::IOError& e) {
+    EXPECT_NE(std::string(e.what()).find("67108865 bytes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
+  if (std::filesystem::exists("/dev/zero"))
+    EXPECT_THROW((void)WordPieceTokenizer::from_vocab_file("/dev/zero"), attn::IOError);
 }
 
 TEST(WordPiece, MatchesBertTokenizerGolden) {
