@@ -47,6 +47,17 @@ def test_sparse_tensors_are_a_type_error_naming_the_argument(gen):
         attn.scaled_dot_product_attention(dense, dense.to_sparse(), dense)
 
 
+def test_complex_tensors_with_or_without_the_conj_bit_are_a_type_error_naming_the_argument(gen):
+    # torch's lazy conjugate bit exists only on complex tensors; attention over
+    # complex numbers is not defined here, so the argument's dtype is refused
+    # by name, with or without the bit (never read as its real part).
+    z = torch.complex(rand_tensor(gen, (1, 1, 4, 8)), rand_tensor(gen, (1, 1, 4, 8)))
+    real = rand_tensor(gen, (1, 1, 4, 8))
+    for value in (z, z.conj()):
+        with pytest.raises(TypeError, match="value.*complex"):
+            attn.scaled_dot_product_attention(real, real, value)
+
+
 def test_object_arrays_are_a_type_error_naming_the_argument():
     q = np.ones((1, 1, 4, 8), dtype=object)
     with pytest.raises(TypeError, match="query is an array of object"):
