@@ -83,9 +83,15 @@ void run_sdpa_forward(const char* fn, const SdpaProblem<T>& pb, const Tensor<T>&
     }
   }
   SdpaResult<T> r = reference::scaled_dot_product_attention(pb, query, key, value);
-  // The reference allocates its results; a caller's views get a copy.
-  if (out.defined()) out.copy_(r.output); else out = std::move(r.output);
-  if (lse.defined() && r.lse.defined()) lse.copy_(r.lse); else if (!lse.defined()) lse = std::move(r.lse);
+  // The reference allocates its results; views the caller passed get a copy.
+  if (out.defined())
+    out.copy_(r.output);
+  else
+    out = std::move(r.output);
+  if (!lse.defined())
+    lse = std::move(r.lse);
+  else if (r.lse.defined())
+    lse.copy_(r.lse);
   if (weights) *weights = std::move(r.weights);
 }
 

@@ -309,6 +309,20 @@ TEST(Varlen, EmptySequencesAndEmptyBatch) {
       EXPECT_EQ(g.d_value(j, 0, d), 0.0);
     }
 
+  // The fast path gives the same for a sequence without keys, forward and backward.
+  SdpaOptions<float> fast = VarlenOptions<float>{};
+  fast.backend = SdpaBackend::Fast;
+  const auto rf = attn::varlen_attention(bt.q.to<float>(), bt.k.to<float>(), bt.v.to<float>(), bt.cu_q_tensor(),
+                                         bt.cu_k_tensor(), 3, 4, fast);
+  EXPECT_LT(max_diff(rf.output, r.output), 1e-6);
+  EXPECT_LT(max_diff(rf.lse, r.lse), 1e-6);
+  const auto gf = attn::varlen_attention_backward(random_tensor(rng, {5, 2, 3}).to<float>(), bt.q.to<float>(),
+                                                  bt.k.to<float>(), bt.v.to<float>(), rf.output, rf.lse,
+                                                  bt.cu_q_tensor(), bt.cu_k_tensor(), 3, 4, fast);
+  for (int64_t n = 0; n < gf.d_query.numel(); ++n) EXPECT_TRUE(std::isfinite(gf.d_query.flat(n)));
+  for (int64_t j = 0; j < 4; ++j)
+    for (int64_t d = 0; d < 3; ++d) EXPECT_EQ(gf.d_key(j, 0, d), 0.0f);
+
   const Tensor<float> none({0, 2, 4});
   const Tensor<int64_t> zero({1});  // batch 0: cu_seqlens = [0]
   const auto e = attn::varlen_attention(none, none, none, zero, zero, 0, 0, VarlenOptions<float>{});
