@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <random>
 #include <string>
@@ -447,6 +448,69 @@ TEST(Varlen, FastMatchesReferenceForwardAndBackward) {
     EXPECT_LT(max_diff(gg.d_value, gw.d_value), 1e-4) << c.name;
     if (gw.d_sinks.defined()) EXPECT_LT(max_diff(gg.d_sinks, gw.d_sinks), 1e-4) << c.name;
   }
+}
+
+/// Max |a − b| / max(1, |b|): errors relative to the reference's magnitude.
+template <class A>
+double max_rel_diff(const Tensor<A>& a, const Tensor<double>& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double worst = 0;
+  for (int64_t n = 0; n < a.numel() && a.shape() == b.shape(); ++n) {
+    const double x = static_cast<double>(a.flat(n)), y = b.flat(n);
+    if (x == y) continue;
+    worst = std::max(worst, std::isnan(x - y) ? kInf : std::abs(x - y) / std::max(1.0, std::abs(y)));
+  }
+  return worst;
+}
+
+// The randomised fast-against-reference check of tests/cpu/flash_fuzz_test.cpp,
+// drawing varlen batches: batch size, lengths (0 included), heads and GQA
+// ratio, head dims, and every option at random, forward and backward.
+TEST(Varlen, RandomBatchesAndOptionsFastMatchesReference) {
+  std::mt19937 rng(2026);
+  auto coin = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  double worst_out = 0, worst_grad = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    const int64_t batch = pick(1, 6), Hkv = pick(1, 3), Hq = Hkv * pick(1, 3), Dk = pick(1, 40),
+                  Dv = coin(0.5) ? Dk : pick(1, 40);
+    std::vector<int64_t> lq, lk;
+    for (int64_t b = 0; b < batch; ++b) lq.push_back(pick(0, 80)), lk.push_back(coin(0.3) ? lq.back() : pick(0, 80));
+    const Batch bt = make_batch(rng, lq, lk, Hq, Hkv, Dk, Dv);
+    SdpaOptions<double> o = VarlenOptions<double>{};
+    o.backend = SdpaBackend::Reference;
+    o.is_causal = coin(0.5);
+    if (coin(0.5)) o.causal_alignment = CausalAlignment::TopLeft;
+    if (coin(0.3)) o.window_left = pick(0, 20);
+    if (coin(0.3)) o.window_right = pick(0, 20);
+    if (coin(0.3)) o.scale = 0.05 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng);
+    if (coin(0.3)) o.softcap = 1.0 + 10.0 * std::uniform_real_distribution<double>(0, 1)(rng);
+    if (coin(0.3)) o.alibi_slopes = coin(0.5) ? random_tensor(rng, {Hq}, 0.2) : random_tensor(rng, {batch, Hq}, 0.2);
+    if (coin(0.3)) o.sinks = random_tensor(rng, {Hq});
+    if (coin(0.3)) o.dropout_p = 0.5 * std::uniform_real_distribution<double>(0, 1)(rng), o.dropout_seed = rng();
+    SdpaOptions<float> f = to_float(o);
+    f.backend = SdpaBackend::Fast;
+
+    const auto want = attn::varlen_attention(bt.q, bt.k, bt.v, bt.cu_q_tensor(), bt.cu_k_tensor(), bt.max_q(),
+                                             bt.max_k(), o);
+    const auto got = attn::varlen_attention(bt.q.to<float>(), bt.k.to<float>(), bt.v.to<float>(), bt.cu_q_tensor(),
+                                            bt.cu_k_tensor(), bt.max_q(), bt.max_k(), f);
+    const Tensor<double> dout = random_tensor(rng, want.output.shape());
+    const auto gw = attn::varlen_attention_backward(dout, bt.q, bt.k, bt.v, want.output, want.lse,
+                                                    bt.cu_q_tensor(), bt.cu_k_tensor(), bt.max_q(), bt.max_k(), o);
+    const auto gg = attn::varlen_attention_backward(dout.to<float>(), bt.q.to<float>(), bt.k.to<float>(),
+                                                    bt.v.to<float>(), got.output, got.lse, bt.cu_q_tensor(),
+                                                    bt.cu_k_tensor(), bt.max_q(), bt.max_k(), f);
+    const double out = std::max(max_rel_diff(got.output, want.output), max_rel_diff(got.lse, want.lse));
+    double grad = std::max({max_rel_diff(gg.d_query, gw.d_query), max_rel_diff(gg.d_key, gw.d_key),
+                            max_rel_diff(gg.d_value, gw.d_value)});
+    if (gw.d_sinks.defined()) grad = std::max(grad, max_rel_diff(gg.d_sinks, gw.d_sinks));
+    EXPECT_LT(out, 2e-5) << "trial " << trial;
+    EXPECT_LT(grad, 1e-4) << "trial " << trial;
+    worst_out = std::max(worst_out, out), worst_grad = std::max(worst_grad, grad);
+  }
+  std::printf("[ varlen   ] largest fast/reference relative error: output %.2g, gradients %.2g\n", worst_out,
+              worst_grad);
 }
 
 TEST(Varlen, OneAndTwoThreadsAreBitIdentical) {
