@@ -292,3 +292,20 @@ def test_bad_input(changes, error, words):
         bad_call(**changes)
     for w in words:
         assert w in str(info.value), str(info.value)
+
+
+# ---- the operator: torch.library's own checks, torch.compile --------------------------------
+
+def test_operator_passes_torch_library_opcheck_and_compiles():
+    gen = torch.Generator().manual_seed(8)
+    q, k, v, cu_q, cu_k = random_batch(gen, [2, 3], [3, 3], 2, 2, 4, 4)
+    sinks = torch.randn(2, generator=gen, dtype=torch.float64).requires_grad_()
+    args = (q, k, v, cu_q, cu_k, 3, 3, None, sinks, True, True, -1, -1, None, 0.0, 0, 0.0)
+    # schema, autograd registration, fake (meta) kernel, AOT dispatch
+    torch.library.opcheck(torch.ops.attn.varlen.default, args)
+    compiled = torch.compile(lambda q, k, v: attn.varlen_attention(q, k, v, cu_q, cu_k, 3, 3, causal=True),
+                             fullgraph=True)
+    out = compiled(q, k, v)
+    torch.testing.assert_close(out, attn.varlen_attention(q, k, v, cu_q, cu_k, 3, 3, causal=True), rtol=0, atol=0)
+    out.sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
