@@ -17,6 +17,7 @@
 #include "cpu/flash_attention.hpp"
 #include "reference/sdpa.hpp"
 #include "sdpa_problem.hpp"
+#include "sdpa_run.hpp"
 
 namespace attn {
 
@@ -56,8 +57,10 @@ double multiply_adds(const SdpaProblem<T>& pb) {
          static_cast<double>(pb.Lk) * static_cast<double>(pb.Dk + pb.Dv);
 }
 
+}  // namespace
+
 template <class T>
-SdpaBackend choose(const char* fn, const SdpaProblem<T>& pb, bool backward) {
+SdpaBackend choose_sdpa_backend(const char* fn, const SdpaProblem<T>& pb, bool backward) {
   const SdpaBackend asked = pb.options->backend;
   if (asked == SdpaBackend::Reference) return SdpaBackend::Reference;
   const std::string why_not = fast_path_refuses(pb);
@@ -70,13 +73,45 @@ SdpaBackend choose(const char* fn, const SdpaProblem<T>& pb, bool backward) {
   return SdpaBackend::Reference;
 }
 
-}  // namespace
+template <class T>
+void run_sdpa_forward(const char* fn, const SdpaProblem<T>& pb, const Tensor<T>& query, const Tensor<T>& key,
+                      const Tensor<T>& value, Tensor<T>& out, Tensor<T>& lse, Tensor<T>* weights) {
+  if (choose_sdpa_backend(fn, pb, false) == SdpaBackend::Fast) {
+    if constexpr (std::is_same_v<T, float>) {
+      cpu::flash_attention_forward(pb, query, key, value, out, lse, weights);
+      return;
+    }
+  }
+  SdpaResult<T> r = reference::scaled_dot_product_attention(pb, query, key, value);
+  // The reference allocates its results; views the caller passed get a copy.
+  if (out.defined())
+    out.copy_(r.output);
+  else
+    out = std::move(r.output);
+  if (!lse.defined())
+    lse = std::move(r.lse);
+  else if (r.lse.defined())
+    lse.copy_(r.lse);
+  if (weights) *weights = std::move(r.weights);
+}
+
+template <class T>
+SdpaGradients<T> run_sdpa_backward(const char* fn, const SdpaProblem<T>& pb, const Tensor<T>& grad_output,
+                                   const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
+                                   const Tensor<T>& output, const Tensor<T>& lse, bool need_float_mask_grad) {
+  if (choose_sdpa_backend(fn, pb, true) == SdpaBackend::Fast) {
+    if constexpr (std::is_same_v<T, float>)
+      return cpu::flash_attention_backward(pb, grad_output, query, key, value, output, lse, need_float_mask_grad);
+  }
+  return reference::scaled_dot_product_attention_backward(pb, grad_output, query, key, value, output, lse,
+                                                          need_float_mask_grad);
+}
 
 template <class T>
 SdpaBackend sdpa_selected_backend(const Tensor<T>& query, const Tensor<T>& key, const Tensor<T>& value,
                                   const SdpaOptions<T>& options, bool backward, bool /*need_float_mask_grad*/) {
   const char* fn = "sdpa_selected_backend";
-  return choose(fn, describe_sdpa(fn, query, key, value, options), backward);
+  return choose_sdpa_backend(fn, describe_sdpa(fn, query, key, value, options), backward);
 }
 
 template <class T>
@@ -84,17 +119,10 @@ SdpaResult<T> scaled_dot_product_attention(const Tensor<T>& query, const Tensor<
                                            const SdpaOptions<T>& options) {
   const char* fn = "scaled_dot_product_attention";
   const SdpaProblem<T> pb = describe_sdpa(fn, query, key, value, options);
-  if (choose(fn, pb, false) == SdpaBackend::Fast) {
-    if constexpr (std::is_same_v<T, float>) {
-      SdpaResult<float> r;
-      Tensor<float> lse;
-      cpu::flash_attention_forward(pb, query, key, value, r.output, lse,
-                                   options.return_weights ? &r.weights : nullptr);
-      if (options.return_lse) r.lse = std::move(lse);
-      return r;
-    }
-  }
-  return reference::scaled_dot_product_attention(pb, query, key, value);
+  SdpaResult<T> r;
+  run_sdpa_forward(fn, pb, query, key, value, r.output, r.lse, options.return_weights ? &r.weights : nullptr);
+  if (!options.return_lse) r.lse = Tensor<T>();
+  return r;
 }
 
 template <class T>
@@ -105,12 +133,7 @@ SdpaGradients<T> scaled_dot_product_attention_backward(const Tensor<T>& grad_out
   const char* fn = "scaled_dot_product_attention_backward";
   const SdpaProblem<T> pb = describe_sdpa(fn, query, key, value, options);
   check_sdpa_backward(fn, pb, grad_output, output, lse, need_float_mask_grad);
-  if (choose(fn, pb, true) == SdpaBackend::Fast) {
-    if constexpr (std::is_same_v<T, float>)
-      return cpu::flash_attention_backward(pb, grad_output, query, key, value, output, lse, need_float_mask_grad);
-  }
-  return reference::scaled_dot_product_attention_backward(pb, grad_output, query, key, value, output, lse,
-                                                          need_float_mask_grad);
+  return run_sdpa_backward(fn, pb, grad_output, query, key, value, output, lse, need_float_mask_grad);
 }
 
 // ---- bfloat16: widen, compute in float32, round once ------------------------------------
@@ -178,6 +201,12 @@ SdpaGradientsBF16 scaled_dot_product_attention_backward(const Tensor<bfloat16>& 
 }
 
 #define ATTN_INSTANTIATE(T)                                                                                   \
+  template SdpaBackend choose_sdpa_backend<T>(const char*, const SdpaProblem<T>&, bool);                      \
+  template void run_sdpa_forward<T>(const char*, const SdpaProblem<T>&, const Tensor<T>&, const Tensor<T>&,   \
+                                    const Tensor<T>&, Tensor<T>&, Tensor<T>&, Tensor<T>*);                    \
+  template SdpaGradients<T> run_sdpa_backward<T>(const char*, const SdpaProblem<T>&, const Tensor<T>&,        \
+                                                 const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,        \
+                                                 const Tensor<T>&, const Tensor<T>&, bool);                   \
   template SdpaBackend sdpa_selected_backend<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,         \
                                                 const SdpaOptions<T>&, bool, bool);                           \
   template SdpaResult<T> scaled_dot_product_attention<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \

@@ -100,6 +100,12 @@ SdpaProblem<T> describe_sdpa(const char* fn, const Tensor<T>& query, const Tenso
     throw ShapeError(prefix(fn) + "value has shape " + shape_str(value.shape()) + ", expected [" +
                      std::to_string(pb.B) + ", " + std::to_string(pb.Hkv) + ", " + std::to_string(pb.Lk) +
                      ", Dv] to match key " + shape_str(key.shape()) + " in batch, heads and Lk");
+  describe_heads_and_options(fn, o, pb);
+  return pb;
+}
+
+template <class T>
+void describe_heads_and_options(const char* fn, const SdpaOptions<T>& o, SdpaProblem<T>& pb) {
   if ((pb.Hkv == 0 && pb.Hq != 0) || (pb.Hkv != 0 && pb.Hq % pb.Hkv != 0))
     throw ShapeError(prefix(fn) + "query has " + std::to_string(pb.Hq) + " heads and key " +
                      std::to_string(pb.Hkv) + "; the query heads must be a multiple of the key/value heads");
@@ -108,7 +114,6 @@ SdpaProblem<T> describe_sdpa(const char* fn, const Tensor<T>& query, const Tenso
                      std::to_string(pb.Hkv) + "; set enable_gqa = true for grouped-query attention");
   pb.group = pb.Hkv > 0 ? pb.Hq / pb.Hkv : 1;
   describe_options(fn, o, pb);
-  return pb;
 }
 
 template <class T>
@@ -130,6 +135,7 @@ void check_sdpa_backward(const char* fn, const SdpaProblem<T>& pb, const Tensor<
 
 #define ATTN_INSTANTIATE(T)                                                                                    \
   template void describe_options<T>(const char*, const SdpaOptions<T>&, SdpaProblem<T>&);                      \
+  template void describe_heads_and_options<T>(const char*, const SdpaOptions<T>&, SdpaProblem<T>&);            \
   template SdpaProblem<T> describe_sdpa<T>(const char*, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&,  \
                                            const SdpaOptions<T>&);                                             \
   template void check_sdpa_backward<T>(const char*, const SdpaProblem<T>&, const Tensor<T>&, const Tensor<T>&, \

@@ -33,6 +33,11 @@ struct SdpaProblem {
   int64_t diag = 0;          ///< query i's diagonal sits at key i + diag (a decode step: per sequence)
   double scale = 1;          ///< options.scale, or default_scale(Dk)
   double dropout_scale = 1;  ///< 1 / (1 − dropout_p)
+  /// Dropout hashes batch index b as b + dropout_batch_offset. 0 for every
+  /// public SDPA call; varlen_attention (src/varlen.cpp) runs sequence s of a
+  /// packed batch as a batch of one with offset s, so it draws the mask that
+  /// the padded batch would draw for batch index s.
+  int64_t dropout_batch_offset = 0;
   const SdpaOptions<T>* options = nullptr;  ///< the rest: is_causal, window, softcap, dropout, sinks, ...
   Tensor<bool> bool_mask;    ///< [B, Hq, Lq, Lk] broadcast view, or undefined
   Tensor<T> float_mask;      ///< [B, Hq, Lq, Lk] broadcast view, or undefined
@@ -64,5 +69,13 @@ void check_sdpa_backward(const char* fn, const SdpaProblem<T>& problem, const Te
 /// cache's sizes (its Lk is per sequence).
 template <class T>
 void describe_options(const char* fn, const SdpaOptions<T>& options, SdpaProblem<T>& problem);
+
+/// The part of describe_sdpa after the tensors' shapes are read into
+/// `problem` (B, Hq, Hkv, Lq, Lk, Dk, Dv): Hq a multiple of Hkv (and equal
+/// unless enable_gqa), then describe_options. varlen_attention checks a
+/// packed batch with it, on the batch's sizes (B sequences, Lq and Lk the
+/// longest ones), before running each sequence.
+template <class T>
+void describe_heads_and_options(const char* fn, const SdpaOptions<T>& options, SdpaProblem<T>& problem);
 
 }  // namespace attn

@@ -27,3 +27,4 @@
 #include "attn/simplified_attention.hpp"
 #include "attn/tensor.hpp"
 #include "attn/threading.hpp"
+#include "attn/varlen.hpp"

@@ -5,7 +5,9 @@
 
 numpy arrays in -> numpy arrays out; torch tensors in -> torch tensors out,
 differentiable when they require grad (so it can replace
-torch.nn.functional.scaled_dot_product_attention inside a model). On torch
+torch.nn.functional.scaled_dot_product_attention inside a model).
+attn.varlen_attention takes a packed batch of sequences of different lengths
+with flash_attn_varlen_func's arguments (cu_seqlens_q/k, max_seqlen_q/k). On torch
 tensors the call is the PyTorch operator torch.ops.attn.sdpa (with its
 backward, torch.ops.attn.sdpa_backward), so torch.compile(fullgraph=True) and
 torch.export trace through it. ``import attn.transformers`` registers attn as
@@ -30,6 +32,7 @@ import numpy as _np
 from . import _core
 from ._core import ShapeError, get_num_threads, set_num_threads
 from ._sdpa import scaled_dot_product_attention
+from ._varlen import varlen_attention
 from ._util import framework_of as _framework_of
 from .io import load_safetensors, load_safetensors_metadata, save_safetensors
 from . import nn
@@ -47,7 +50,7 @@ from ._sdpa import _init_torch_ops
 _init_torch_ops()
 
 __all__ = [
-    "scaled_dot_product_attention", "ShapeError", "manual_seed", "initial_seed", "rand", "randn",
+    "scaled_dot_product_attention", "varlen_attention", "ShapeError", "manual_seed", "initial_seed", "rand", "randn",
     "set_num_threads", "get_num_threads", "simplified_self_attention", "normalize_rows",
     "load_safetensors", "load_safetensors_metadata", "save_safetensors", "nn",
     # inference (attn.inference): the KV cache, decoding, split-KV merging, RoPE, MLA

@@ -203,3 +203,92 @@ _lib.impl("sdpa_backward", sdpa_backward, "CPU")
 torch.library.register_fake("attn::sdpa", _sdpa_fake, lib=_lib)
 torch.library.register_fake("attn::sdpa_backward", _sdpa_backward_fake, lib=_lib)
 _sdpa_op = torch.ops.attn.sdpa.default
+
+
+# ---- packed variable-length batches: torch.ops.attn.varlen / varlen_backward ----------------
+#
+#   torch.ops.attn.varlen(query [total_q, Hq, Dk], key [total_k, Hkv, Dk], value [total_k, Hkv, Dv],
+#                         cu_seqlens_q [batch + 1], cu_seqlens_k [batch + 1] (int32 or int64),
+#                         max_seqlen_q, max_seqlen_k, alibi_slopes, sinks, <options>)
+#       -> (output [total_q, Hq, Dv], lse [Hq, total_q])
+#   torch.ops.attn.varlen_backward(grad_output, query, key, value, output, lse, cu_seqlens_q,
+#                                  cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks,
+#                                  <options>)
+#       -> (d_query, d_key, d_value, d_sinks or [0])
+# The options are SDPA's less enable_gqa (always on: GQA by the head ratio) and the mask.
+# Autograd through torch.library.register_autograd: a varlen call is big enough that
+# its per-call cost (tens of µs) does not matter, unlike the small SDPA calls above.
+
+_VARLEN_OPTIONS_SCHEMA = ("bool is_causal, bool bottom_right, int window_left, int window_right, float? scale, "
+                          "float dropout_p, int dropout_seed, float softcap")
+_lib.define("varlen(Tensor query, Tensor key, Tensor value, Tensor cu_seqlens_q, Tensor cu_seqlens_k, "
+            "int max_seqlen_q, int max_seqlen_k, Tensor? alibi_slopes, Tensor? sinks, "
+            f"{_VARLEN_OPTIONS_SCHEMA}) -> (Tensor, Tensor)")
+_lib.define("varlen_backward(Tensor grad_output, Tensor query, Tensor key, Tensor value, Tensor output, "
+            "Tensor lse, Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, int max_seqlen_k, "
+            f"Tensor? alibi_slopes, Tensor? sinks, {_VARLEN_OPTIONS_SCHEMA}) -> (Tensor, Tensor, Tensor, Tensor)")
+
+
+def varlen(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks,
+           is_causal, bottom_right, window_left, window_right, scale, dropout_p, dropout_seed, softcap):
+    """The CPU kernel of torch.ops.attn.varlen: the library's varlen_attention, in place on the inputs."""
+    out, lse = _core.varlen_forward(
+        _dl(query, "query"), _dl(key, "key"), _dl(value, "value"), _dl(cu_seqlens_q, "cu_seqlens_q"),
+        _dl(cu_seqlens_k, "cu_seqlens_k"), max_seqlen_q, max_seqlen_k, _dl(alibi_slopes, "alibi_slopes"),
+        _dl(sinks, "sinks"), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+        dropout_seed & 0xFFFFFFFFFFFFFFFF, softcap, _CAPSULE)
+    return _from_dlpack(out), _from_dlpack(lse)
+
+
+def _varlen_fake(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, alibi_slopes, sinks,
+                 is_causal, bottom_right, window_left, window_right, scale, dropout_p, dropout_seed, softcap):
+    total_q, Hq, _ = query.shape
+    return query.new_empty((total_q, Hq, value.shape[2])), query.new_empty((Hq, total_q))
+
+
+def varlen_backward(grad_output, query, key, value, output, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                    max_seqlen_k, alibi_slopes, sinks, is_causal, bottom_right, window_left, window_right, scale,
+                    dropout_p, dropout_seed, softcap):
+    """The CPU kernel of torch.ops.attn.varlen_backward."""
+    dq, dk, dv, dsinks = _core.varlen_backward(
+        _dl(grad_output, "grad_output"), _dl(query, "query"), _dl(key, "key"), _dl(value, "value"),
+        _dl(output, "output"), _dl(lse, "lse"), _dl(cu_seqlens_q, "cu_seqlens_q"),
+        _dl(cu_seqlens_k, "cu_seqlens_k"), max_seqlen_q, max_seqlen_k, _dl(alibi_slopes, "alibi_slopes"),
+        _dl(sinks, "sinks"), is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+        dropout_seed & 0xFFFFFFFFFFFFFFFF, softcap, _CAPSULE)
+    return _from_dlpack(dq), _from_dlpack(dk), _from_dlpack(dv), _tensor(dsinks, query)
+
+
+def _varlen_backward_fake(grad_output, query, key, value, output, lse, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                          max_seqlen_k, alibi_slopes, sinks, is_causal, bottom_right, window_left, window_right,
+                          scale, dropout_p, dropout_seed, softcap):
+    dsinks = sinks.new_empty(sinks.shape) if sinks is not None else query.new_empty((0,))
+    return query.new_empty(query.shape), key.new_empty(key.shape), value.new_empty(value.shape), dsinks
+
+
+# Saved for the backward: every input (the options too, so dropout regenerates its
+# mask), the output and the log-sum-exp (the weights are recomputed from it).
+def _varlen_setup_context(ctx, inputs, output):
+    query, key, value, cu_q, cu_k, max_q, max_k, alibi_slopes, sinks = inputs[:9]
+    out, lse = output
+    ctx.save_for_backward(query, key, value, cu_q, cu_k, alibi_slopes, sinks, out, lse)
+    ctx.sizes = (max_q, max_k)
+    ctx.options = inputs[9:]
+    ctx.mark_non_differentiable(lse)
+
+
+def _varlen_autograd_backward(ctx, grad_output, grad_lse):  # lse carries no gradient
+    query, key, value, cu_q, cu_k, alibi_slopes, sinks, out, lse = ctx.saved_tensors
+    dq, dk, dv, dsinks = torch.ops.attn.varlen_backward.default(
+        grad_output.contiguous(), query, key, value, out, lse, cu_q, cu_k, *ctx.sizes, alibi_slopes, sinks,
+        *ctx.options)
+    return (dq, dk, dv, None, None, None, None, None,
+            dsinks if ctx.needs_input_grad[8] else None) + (None,) * 8
+
+
+_lib.impl("varlen", varlen, "CPU")
+_lib.impl("varlen_backward", varlen_backward, "CPU")
+torch.library.register_fake("attn::varlen", _varlen_fake, lib=_lib)
+torch.library.register_fake("attn::varlen_backward", _varlen_backward_fake, lib=_lib)
+torch.library.register_autograd("attn::varlen", _varlen_autograd_backward, setup_context=_varlen_setup_context,
+                                lib=_lib)

@@ -25,6 +25,7 @@
 
 #include <attn/sdpa.hpp>
 #include <attn/simplified_attention.hpp>
+#include <attn/varlen.hpp>
 
 #include "convert.hpp"
 
@@ -178,6 +179,72 @@ nb::tuple backward(const Array& grad_output, const Array& q, const Array& k, con
                         to_python(g.d_float_mask, fw), to_python(g.d_sinks, fw));
 }
 
+// ---- packed variable-length batches (attn/varlen.hpp) -------------------------------
+//   query [total_q, Hq, Dk]  key/value [total_k, Hkv, D]  cu_seqlens_q/k [batch + 1],
+//   both int32 or both int64; output [total_q, Hq, Dv], lse [Hq, total_q].
+
+template <class I>
+bool offsets_have(const Array& cu_q, const Array& cu_k, const char* fn) {
+  for (const auto& [name, a] : {std::pair{"cu_seqlens_q", &cu_q}, std::pair{"cu_seqlens_k", &cu_k}})
+    if (!has_dtype<int32_t>(*a) && !has_dtype<int64_t>(*a))
+      throw nb::type_error((std::string(fn) + ": " + name + " has dtype " + dtype_name(a->dtype()) +
+                            ", expected int32 or int64 (cumulative sequence offsets)")
+                               .c_str());
+  if (cu_q.dtype() != cu_k.dtype())
+    throw nb::type_error((std::string(fn) + ": cu_seqlens_q has dtype " + dtype_name(cu_q.dtype()) +
+                          " and cu_seqlens_k " + dtype_name(cu_k.dtype()) + "; expected one dtype (int32 or int64)")
+                             .c_str());
+  return has_dtype<I>(cu_q);
+}
+
+template <class T, class I>
+nb::tuple varlen_forward(const Array& q, const Array& k, const Array& v, const Array& cu_q, const Array& cu_k,
+                         int64_t max_q, int64_t max_k, const Args& args, Framework fw) {
+  const char* fn = "varlen_attention";
+  require_dtype<T>(k, "key", fn);
+  require_dtype<T>(v, "value", fn);
+  const SdpaOptions<T> o = options_of<T>(args, fn);
+  const Tensor<T> tq = as_tensor<T>(q), tk = as_tensor<T>(k), tv = as_tensor<T>(v);
+  const Tensor<I> tcq = as_tensor<I>(cu_q), tck = as_tensor<I>(cu_k);
+  VarlenResult<T> r;
+  try {
+    nb::gil_scoped_release no_gil;
+    r = varlen_attention(tq, tk, tv, tcq, tck, max_q, max_k, o);
+  } catch (const std::bad_alloc&) {
+    out_of_memory(fn, q, k, v, false);
+  } catch (const attn::ResourceError&) {
+    out_of_memory(fn, q, k, v, false);
+  }
+  return nb::make_tuple(to_python(r.output, fw), to_python(r.lse, fw));
+}
+
+template <class T, class I>
+nb::tuple varlen_backward(const Array& grad_output, const Array& q, const Array& k, const Array& v,
+                          const Array& output, const Array& lse, const Array& cu_q, const Array& cu_k, int64_t max_q,
+                          int64_t max_k, const Args& args, Framework fw) {
+  const char* fn = "varlen_attention_backward";
+  require_dtype<T>(k, "key", fn);
+  require_dtype<T>(v, "value", fn);
+  require_dtype<T>(grad_output, "grad_output", fn);
+  require_dtype<T>(output, "output", fn);
+  require_dtype<T>(lse, "lse", fn);
+  const SdpaOptions<T> o = options_of<T>(args, fn);
+  const Tensor<T> tg = as_tensor<T>(grad_output), tq = as_tensor<T>(q), tk = as_tensor<T>(k), tv = as_tensor<T>(v),
+                  to = as_tensor<T>(output), tl = as_tensor<T>(lse);
+  const Tensor<I> tcq = as_tensor<I>(cu_q), tck = as_tensor<I>(cu_k);
+  SdpaGradients<T> g;
+  try {
+    nb::gil_scoped_release no_gil;
+    g = varlen_attention_backward(tg, tq, tk, tv, to, tl, tcq, tck, max_q, max_k, o);
+  } catch (const std::bad_alloc&) {
+    out_of_memory(fn, q, k, v, false);
+  } catch (const attn::ResourceError&) {
+    out_of_memory(fn, q, k, v, false);
+  }
+  return nb::make_tuple(to_python(g.d_query, fw), to_python(g.d_key, fw), to_python(g.d_value, fw),
+                        to_python(g.d_sinks, fw));
+}
+
 // CPU time of the calling thread: unlike wall-clock time it does not count the
 // time other processes hold the core, so timings hold on a busy machine
 // (Python's time.thread_time() reads the same clock).
@@ -271,6 +338,62 @@ void bind_sdpa(nb::module_& m) {
       nb::arg("softcap"), nb::arg("need_mask_grad"), nb::arg("framework"),
       "Rank-4 SDPA backward; returns (d_query, d_key, d_value, d_float_mask or None, d_sinks or None) "
       "as numpy arrays (framework 0) or DLPack capsules (2).");
+
+  // Packed variable-length batches: the options as for SDPA (no mask, GQA
+  // always allowed), after the offsets and the two max_seqlen bounds.
+  m.def(
+      "varlen_forward",
+      [](const Array& q, const Array& k, const Array& v, const Array& cu_q, const Array& cu_k, int64_t max_q,
+         int64_t max_k, OptArray alibi_slopes, OptArray sinks, bool is_causal, bool bottom_right,
+         int64_t window_left, int64_t window_right, std::optional<double> scale, double dropout_p,
+         uint64_t dropout_seed, double softcap, int framework) {
+        const Args a{std::nullopt, is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+                     dropout_seed, true,         std::move(alibi_slopes), softcap, std::move(sinks)};
+        const auto fw = static_cast<Framework>(framework);
+        const char* fn = "varlen_attention";
+        const bool i32 = offsets_have<int32_t>(cu_q, cu_k, fn);
+        if (has_dtype<float>(q))
+          return i32 ? varlen_forward<float, int32_t>(q, k, v, cu_q, cu_k, max_q, max_k, a, fw)
+                     : varlen_forward<float, int64_t>(q, k, v, cu_q, cu_k, max_q, max_k, a, fw);
+        if (has_dtype<double>(q))
+          return i32 ? varlen_forward<double, int32_t>(q, k, v, cu_q, cu_k, max_q, max_k, a, fw)
+                     : varlen_forward<double, int64_t>(q, k, v, cu_q, cu_k, max_q, max_k, a, fw);
+        bad_query_dtype(q, fn);
+      },
+      nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("cu_seqlens_q"), nb::arg("cu_seqlens_k"),
+      nb::arg("max_seqlen_q"), nb::arg("max_seqlen_k"), nb::arg("alibi_slopes").none(), nb::arg("sinks").none(),
+      nb::arg("is_causal"), nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"),
+      nb::arg("scale").none(), nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("softcap"),
+      nb::arg("framework"),
+      "Packed varlen attention forward; returns (output [total_q, Hq, Dv], lse [Hq, total_q]). Use "
+      "attn.varlen_attention instead.");
+
+  m.def(
+      "varlen_backward",
+      [](const Array& grad_output, const Array& q, const Array& k, const Array& v, const Array& output,
+         const Array& lse, const Array& cu_q, const Array& cu_k, int64_t max_q, int64_t max_k,
+         OptArray alibi_slopes, OptArray sinks, bool is_causal, bool bottom_right, int64_t window_left,
+         int64_t window_right, std::optional<double> scale, double dropout_p, uint64_t dropout_seed,
+         double softcap, int framework) {
+        const Args a{std::nullopt, is_causal, bottom_right, window_left, window_right, scale, dropout_p,
+                     dropout_seed, true,         std::move(alibi_slopes), softcap, std::move(sinks)};
+        const auto fw = static_cast<Framework>(framework);
+        const char* fn = "varlen_attention_backward";
+        const bool i32 = offsets_have<int32_t>(cu_q, cu_k, fn);
+        if (has_dtype<float>(q))
+          return i32 ? varlen_backward<float, int32_t>(grad_output, q, k, v, output, lse, cu_q, cu_k, max_q, max_k, a, fw)
+                     : varlen_backward<float, int64_t>(grad_output, q, k, v, output, lse, cu_q, cu_k, max_q, max_k, a, fw);
+        if (has_dtype<double>(q))
+          return i32 ? varlen_backward<double, int32_t>(grad_output, q, k, v, output, lse, cu_q, cu_k, max_q, max_k, a, fw)
+                     : varlen_backward<double, int64_t>(grad_output, q, k, v, output, lse, cu_q, cu_k, max_q, max_k, a, fw);
+        bad_query_dtype(q, fn);
+      },
+      nb::arg("grad_output"), nb::arg("query"), nb::arg("key"), nb::arg("value"), nb::arg("output"),
+      nb::arg("lse"), nb::arg("cu_seqlens_q"), nb::arg("cu_seqlens_k"), nb::arg("max_seqlen_q"),
+      nb::arg("max_seqlen_k"), nb::arg("alibi_slopes").none(), nb::arg("sinks").none(), nb::arg("is_causal"),
+      nb::arg("bottom_right"), nb::arg("window_left"), nb::arg("window_right"), nb::arg("scale").none(),
+      nb::arg("dropout_p"), nb::arg("dropout_seed"), nb::arg("softcap"), nb::arg("framework"),
+      "Packed varlen attention backward; returns (d_query, d_key, d_value, d_sinks or None).");
 
   // For python/benchmarks/overhead.py: the C++ call alone, timed in C++, so
   // that the Python per-call time minus this is what the binding costs.

@@ -763,7 +763,7 @@ HWY_INLINE void ForwardBlock(const Ctx& c, int64_t b, int64_t h, int64_t qb, con
   const VF l_start = hn::IfThenElseZero(hn::FirstN(DF(), 1), hn::Set(DF(), sink_l));
   for (int64_t r = 0; r < rows; ++r) hn::Store(l_start, DF(), l + r * N);
   if (p.dropout_p > 0.0)
-    for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+    for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b + p.dropout_batch_offset, h, i0 + r);
   std::memset(o, 0, sizeof(float) * static_cast<size_t>(panels * kMR * L.dvp));
   const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
 
@@ -958,7 +958,7 @@ void DecodeItem(void* ctx_ptr, int64_t item, int thread) {
     bmax[r] = kNegInf;
   }
   if (p.dropout_p > 0.0)
-    for (int64_t r = 0; r < R; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, head_of(r), row_of(r));
+    for (int64_t r = 0; r < R; ++r) drop[r] = dropout_row_state(p.dropout_seed, b + p.dropout_batch_offset, head_of(r), row_of(r));
   std::memset(o, 0, sizeof(float) * static_cast<size_t>(R * L.dvp));
   const uint64_t drop_threshold = dropout_threshold(p.dropout_p);
 
@@ -1103,7 +1103,7 @@ void WeightsItem(void* ctx_ptr, int64_t item, int thread) {
           // p·z as the reference computes it: a dropped weight is p·0, which
           // is 0 — or NaN in a row a NaN score made NaN, as in the reference
           // and torch (a plain 0 there passed for a real weight).
-          const uint64_t state = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+          const uint64_t state = dropout_row_state(p.dropout_seed, b + p.dropout_batch_offset, h, i0 + r);
           for (int64_t j = 0; j < count; ++j)
             w[j] *= dropout_keep_j(state, jb + j, drop_threshold) ? p.dropout_scale : 0.0f;
         }
@@ -1433,7 +1433,7 @@ void KeyGroupItem(void* ctx_ptr, int64_t item, int thread) {
         const float* dor = p.workspace + L.dor_off + head * L.dor_per_head + qb * kBlockQ * L.dvp;
         float* dqp = p.workspace + L.dqp_off + (kg * p.B * p.Hq + head) * L.dqp_per_head + qb * kBlockQ * L.dkp;
         if (p.dropout_p > 0.0)
-          for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b, h, i0 + r);
+          for (int64_t r = 0; r < rows; ++r) drop[r] = dropout_row_state(p.dropout_seed, b + p.dropout_batch_offset, h, i0 + r);
         // As in ForwardItem: the key columns [lo, hi) some row of each query
         // panel sees, and for each key panel the rows [first, end) that see
         // some of its keys. Outside them W and dR are exactly 0 (GradientTiles

@@ -100,6 +100,7 @@ FlashForwardParams prepare(const char* fn, const SdpaProblem<float>& pb, const T
   p.window_right = o.window_right;
   p.dropout_p = o.dropout_p;
   p.dropout_seed = o.dropout_seed;
+  p.dropout_batch_offset = pb.dropout_batch_offset;
   p.dropout_scale = static_cast<float>(pb.dropout_scale);
   // Below ~1 MFLOP waking a second thread costs more than it saves.
   const double flops = 2.0 * static_cast<double>(p.B * p.Hq) * static_cast<double>(p.Lq) *

@@ -40,6 +40,7 @@ struct FlashForwardParams {
 
   double dropout_p = 0;
   uint64_t dropout_seed = 0;
+  int64_t dropout_batch_offset = 0;  // dropout hashes batch b as b + this (SdpaProblem's field)
   float dropout_scale = 1;  // 1 / (1 − dropout_p), as the reference rounds it
 
   int threads = 1;

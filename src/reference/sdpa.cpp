@@ -232,7 +232,7 @@ void dropout_forward(const SdpaProblem<T>& pb, int64_t b, int64_t h, int64_t i, 
       row.z[j] = 1, row.w[j] = 0;
       continue;
     }
-    const bool dropped = o.dropout_p > 0.0 && !dropout_keep(o.dropout_seed, b, h, i, j, o.dropout_p);
+    const bool dropped = o.dropout_p > 0.0 && !dropout_keep(o.dropout_seed, b + pb.dropout_batch_offset, h, i, j, o.dropout_p);
     row.z[j] = o.dropout_p <= 0.0 ? T(1) : dropped ? T(0) : static_cast<T>(pb.dropout_scale);
     row.w[j] = row.p[j] * row.z[j];
   }
