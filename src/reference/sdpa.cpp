@@ -260,7 +260,9 @@ void weighted_sum_forward(const SdpaProblem<T>& pb, const Tensor<T>& value, int6
 // Step 4, backward: out_i = Σ_j w_j v_j, so
 //   dv_j += w_j · dout_i      dw_j = dout_i · v_j
 // A dropped key's value is never read (it may hold NaN): its dw_j stays 0
-// and dropout_backward makes its dp_j 0 without it.
+// and dropout_backward makes its dp_j 0 without it. A key of weight exactly
+// 0 adds nothing to dv_j, as it added nothing to out_i (w_j · dout_i would be
+// 0 · ∞ = NaN for an infinite dout_i).
 template <class T>
 void weighted_sum_backward(const SdpaProblem<T>& pb, const Tensor<T>& grad_output, const Tensor<T>& value, int64_t b,
                            int64_t h, int64_t i, const Row<T>& row, RowGrad<T>& grad, Tensor<T>& d_value) {
@@ -271,6 +273,7 @@ void weighted_sum_backward(const SdpaProblem<T>& pb, const Tensor<T>& grad_outpu
     T dw = 0;
     for (int64_t d = 0; d < pb.Dv; ++d) dw += grad_output(b, h, i, d) * value(b, kv, j, d);
     grad.dw[j] = dw;
+    if (row.w[j] == T(0)) continue;
     for (int64_t d = 0; d < pb.Dv; ++d) d_value(b, kv, j, d) += row.w[j] * grad_output(b, h, i, d);
   }
 }

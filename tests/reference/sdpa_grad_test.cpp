@@ -280,6 +280,34 @@ TEST(SdpaGradient, AKeyWithWeightZeroBecauseOfInfinityAddsNothing) {
   }
 }
 
+// The same key with an infinite grad_output row: its d_value term w · dout
+// = 0 · ∞ was NaN on the reference path, 0 on the fast path (found by
+// fuzz/sdpa_fuzzer.cpp). Both skip it, as when the key is hidden.
+TEST(SdpaGradient, AKeyWithWeightZeroGetsNoValueGradientFromAnInfiniteGradOutput) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
+    SCOPED_TRACE(attn::to_string(backend));
+    auto q = pattern<float>({1, 1, 3, 2}, 0.2), k = pattern<float>({1, 1, 4, 2}, 0.9), g = pattern<float>({1, 1, 3, 3}, 2.5);
+    const auto v = pattern<float>({1, 1, 4, 3}, 1.7);
+    for (int64_t i = 0; i < 3; ++i) q(0, 0, i, 0) = 0.5f + static_cast<float>(i);
+    g(0, 0, 1, 2) = inf;
+    SdpaOptions<float> hidden, infinite;
+    hidden.backend = infinite.backend = backend;
+    hidden.bool_mask = Tensor<bool>::full({3, 4}, true);
+    for (int64_t i = 0; i < 3; ++i) hidden.bool_mask(i, 2) = false;
+    const auto hf = attn::scaled_dot_product_attention(q, k, v, hidden);
+    const auto hg = attn::scaled_dot_product_attention_backward(g, q, k, v, hf.output, hf.lse, hidden);
+    k(0, 0, 2, 0) = -inf;
+    const auto f = attn::scaled_dot_product_attention(q, k, v, infinite);
+    const auto gr = attn::scaled_dot_product_attention_backward(g, q, k, v, f.output, f.lse, infinite);
+    for (int64_t d = 0; d < 3; ++d) {
+      EXPECT_EQ(gr.d_value(0, 0, 2, d), 0.0f) << "d " << d;
+      for (int64_t j : {0, 1, 3}) EXPECT_EQ(std::isnan(gr.d_value(0, 0, j, d)), std::isnan(hg.d_value(0, 0, j, d)));
+    }
+    EXPECT_EQ(gr.d_value(0, 0, 0, 2), inf);  // the other keys do get the infinite row's share
+  }
+}
+
 TEST(SdpaGradient, EmptySequencesGiveEmptyOrZeroGradients) {
   {  // Lk = 0
     const auto q = pattern<double>({1, 2, 3, 2}, 0.2);
