@@ -251,32 +251,48 @@ TEST(SdpaGradient, RowsThatSeeNothingAndHiddenNanKeysGiveZeroNotNan) {
   EXPECT_EQ(dirty.d_value.to_vector(), clean.d_value.to_vector());
 }
 
-// A visible key holding −∞ gets a score of −∞ and weight exactly 0. Its
-// d_query term ds · k = 0 · ∞ used to be NaN on the reference path while the
-// fast path skipped it (0) — found by fuzz/sdpa_fuzzer.cpp. Both now skip a
-// zero coefficient, as the forward skips zero weights: the gradients equal
-// those with that key hidden by the mask, on both paths.
-TEST(SdpaGradient, AKeyWithWeightZeroBecauseOfInfinityAddsNothing) {
-  const float inf = std::numeric_limits<float>::infinity();
-  for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
-    SCOPED_TRACE(attn::to_string(backend));
-    auto q = pattern<float>({1, 1, 3, 2}, 0.2), k = pattern<float>({1, 1, 4, 2}, 0.9);
-    const auto v = pattern<float>({1, 1, 4, 3}, 1.7), g = pattern<float>({1, 1, 3, 3}, 2.5);
-    for (int64_t i = 0; i < 3; ++i) q(0, 0, i, 0) = 0.5f + static_cast<float>(i);  // q_i0 > 0: q·k_2 = −∞
+// A visible key holding −∞ gets a score of −∞ and weight exactly 0: key 2
+// of this case (every q_i0 > 0, so q·k_2 = −∞). run() gives the forward and
+// backward of that case and of the same key hidden by the mask instead, on
+// one path; the tests below compare the two.
+struct ZeroWeightKey {
+  Tensor<float> q = pattern<float>({1, 1, 3, 2}, 0.2), k = pattern<float>({1, 1, 4, 2}, 0.9);
+  Tensor<float> v = pattern<float>({1, 1, 4, 3}, 1.7), g = pattern<float>({1, 1, 3, 3}, 2.5);
+  attn::SdpaResult<float> hidden_f, infinite_f;
+  attn::SdpaGradients<float> hidden_g, infinite_g;
+
+  ZeroWeightKey() {
+    for (int64_t i = 0; i < 3; ++i) q(0, 0, i, 0) = 0.5f + static_cast<float>(i);
+  }
+  void run(attn::SdpaBackend backend) {
     SdpaOptions<float> hidden, infinite;
     hidden.backend = infinite.backend = backend;
     hidden.bool_mask = Tensor<bool>::full({3, 4}, true);
     for (int64_t i = 0; i < 3; ++i) hidden.bool_mask(i, 2) = false;
-    const auto hf = attn::scaled_dot_product_attention(q, k, v, hidden);
-    const auto hg = attn::scaled_dot_product_attention_backward(g, q, k, v, hf.output, hf.lse, hidden);
-    k(0, 0, 2, 0) = -inf;
-    const auto f = attn::scaled_dot_product_attention(q, k, v, infinite);
-    const auto gr = attn::scaled_dot_product_attention_backward(g, q, k, v, f.output, f.lse, infinite);
-    expect_all_near(f.output, hf.output, 1e-6);
-    expect_all_near(gr.d_query, hg.d_query, 1e-6);
-    expect_all_near(gr.d_value, hg.d_value, 1e-6);
+    hidden_f = attn::scaled_dot_product_attention(q, k, v, hidden);
+    hidden_g = attn::scaled_dot_product_attention_backward(g, q, k, v, hidden_f.output, hidden_f.lse, hidden);
+    const Tensor<float> k_inf = k.clone();
+    k_inf(0, 0, 2, 0) = -std::numeric_limits<float>::infinity();
+    infinite_f = attn::scaled_dot_product_attention(q, k_inf, v, infinite);
+    infinite_g =
+        attn::scaled_dot_product_attention_backward(g, q, k_inf, v, infinite_f.output, infinite_f.lse, infinite);
+  }
+};
+
+// Its d_query term ds · k = 0 · ∞ used to be NaN on the reference path while
+// the fast path skipped it (0) — found by fuzz/sdpa_fuzzer.cpp. Both now
+// skip a zero coefficient, as the forward skips zero weights: the gradients
+// equal those with that key hidden by the mask, on both paths.
+TEST(SdpaGradient, AKeyWithWeightZeroBecauseOfInfinityAddsNothing) {
+  for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
+    SCOPED_TRACE(attn::to_string(backend));
+    ZeroWeightKey c;
+    c.run(backend);
+    expect_all_near(c.infinite_f.output, c.hidden_f.output, 1e-6);
+    expect_all_near(c.infinite_g.d_query, c.hidden_g.d_query, 1e-6);
+    expect_all_near(c.infinite_g.d_value, c.hidden_g.d_value, 1e-6);
     for (int64_t j : {0, 1, 3})
-      for (int64_t d = 0; d < 2; ++d) EXPECT_NEAR(gr.d_key(0, 0, j, d), hg.d_key(0, 0, j, d), 1e-6);
+      for (int64_t d = 0; d < 2; ++d) EXPECT_NEAR(c.infinite_g.d_key(0, 0, j, d), c.hidden_g.d_key(0, 0, j, d), 1e-6);
   }
 }
 
@@ -287,24 +303,15 @@ TEST(SdpaGradient, AKeyWithWeightZeroGetsNoValueGradientFromAnInfiniteGradOutput
   const float inf = std::numeric_limits<float>::infinity();
   for (const auto backend : {attn::SdpaBackend::Reference, attn::SdpaBackend::Fast}) {
     SCOPED_TRACE(attn::to_string(backend));
-    auto q = pattern<float>({1, 1, 3, 2}, 0.2), k = pattern<float>({1, 1, 4, 2}, 0.9), g = pattern<float>({1, 1, 3, 3}, 2.5);
-    const auto v = pattern<float>({1, 1, 4, 3}, 1.7);
-    for (int64_t i = 0; i < 3; ++i) q(0, 0, i, 0) = 0.5f + static_cast<float>(i);
-    g(0, 0, 1, 2) = inf;
-    SdpaOptions<float> hidden, infinite;
-    hidden.backend = infinite.backend = backend;
-    hidden.bool_mask = Tensor<bool>::full({3, 4}, true);
-    for (int64_t i = 0; i < 3; ++i) hidden.bool_mask(i, 2) = false;
-    const auto hf = attn::scaled_dot_product_attention(q, k, v, hidden);
-    const auto hg = attn::scaled_dot_product_attention_backward(g, q, k, v, hf.output, hf.lse, hidden);
-    k(0, 0, 2, 0) = -inf;
-    const auto f = attn::scaled_dot_product_attention(q, k, v, infinite);
-    const auto gr = attn::scaled_dot_product_attention_backward(g, q, k, v, f.output, f.lse, infinite);
+    ZeroWeightKey c;
+    c.g(0, 0, 1, 2) = inf;
+    c.run(backend);
     for (int64_t d = 0; d < 3; ++d) {
-      EXPECT_EQ(gr.d_value(0, 0, 2, d), 0.0f) << "d " << d;
-      for (int64_t j : {0, 1, 3}) EXPECT_EQ(std::isnan(gr.d_value(0, 0, j, d)), std::isnan(hg.d_value(0, 0, j, d)));
+      EXPECT_EQ(c.infinite_g.d_value(0, 0, 2, d), 0.0f) << "d " << d;
+      for (int64_t j : {0, 1, 3})
+        EXPECT_EQ(std::isnan(c.infinite_g.d_value(0, 0, j, d)), std::isnan(c.hidden_g.d_value(0, 0, j, d)));
     }
-    EXPECT_EQ(gr.d_value(0, 0, 0, 2), inf);  // the other keys do get the infinite row's share
+    EXPECT_EQ(c.infinite_g.d_value(0, 0, 0, 2), inf);  // the other keys do get the infinite row's share
   }
 }
 
