@@ -401,8 +401,15 @@ void run(const Case& c) {
   score_bound += attn_fuzz::max_abs_finite(c.options.float_mask) +
                  attn_fuzz::max_abs_finite(c.options.alibi_slopes) * static_cast<double>(c.q.size(2) + c.k.size(2)) +
                  attn_fuzz::max_abs_finite(c.options.sinks);
-  const bool compare =
-      !attn_fuzz::large_values() && (!nf || attn_fuzz::comparable_with_non_finite(score_bound));
+  // Soft-capping's derivative 1 − tanh²(r/c) is exactly 0 in float32 once
+  // |r/c| passes ~9 and tiny in float64: with a NaN/∞ in the gradient it
+  // meets, ∞ · 0 = NaN in float32 and ∞ · tiny = ∞ in float64 — rounding,
+  // not a fault (found by the hour-long run). Compared with float64 only
+  // while every raw score keeps |r/c| <= 8.
+  const double raw_score_bound = attn_fuzz::max_abs_finite(c.q) * attn_fuzz::max_abs_finite(c.k) * Dk * scale;
+  const bool cap_differentiable = c.options.softcap == 0 || raw_score_bound <= 8 * c.options.softcap;
+  const bool compare = !attn_fuzz::large_values() &&
+                       (!nf || (attn_fuzz::comparable_with_non_finite(score_bound) && cap_differentiable));
   auto check = [&](const std::string& failures, const char* where) {
     if (compare && !failures.empty()) fuzz_fail(std::string(where) + ":\n" + failures);
   };
